@@ -1,0 +1,343 @@
+//! The command line: argv in, text out, exit code back. The only module
+//! that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::compile::compile;
+use crate::error::{Error, Result};
+use crate::explain::Explanation;
+use crate::golden::{self, Drift};
+use crate::library::Library;
+use crate::profile::{DEFAULT_PROFILE, Override};
+use crate::snippet::Snippet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootforge",
+    version,
+    about = "Compile, test and launch the boot payload of one-shot GPU instances on EC2",
+    after_help = "Examples:\n  bootforge compile                       print the default profile's payload\n  bootforge explain traffic-sign-gpu      what the payload is made of, and its size\n  bootforge check                         compare every profile with golden/"
+)]
+struct Cli {
+    /// Add profiles from DIR (NAME.yaml files); they override built-in ones of the same name.
+    #[arg(long, global = true, value_name = "DIR", env = "BOOTFORGE_PROFILES")]
+    profiles: Vec<PathBuf>,
+    /// Add snippets from DIR (one directory with a snippet.yaml per snippet).
+    #[arg(long, global = true, value_name = "DIR", env = "BOOTFORGE_SNIPPETS")]
+    snippets: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a profile's payload (the user-data an instance boots with).
+    #[command(
+        after_help = "Examples:\n  bootforge compile\n  bootforge compile traffic-sign-gpu --set job_id=run-42 -o user-data\n  bootforge compile g6-quick --format base64"
+    )]
+    Compile {
+        /// A profile name or a path to a .yaml file; the default profile when absent.
+        profile: Option<String>,
+        #[command(flatten)]
+        sets: Sets,
+        /// What to print: the payload as launched, only its cloud-config
+        /// document, the payload always as multipart MIME, or the payload in base64.
+        #[arg(long, value_enum, default_value_t = Format::Payload)]
+        format: Format,
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Show the snippets, every value and where it came from, and the payload's size.
+    #[command(
+        after_help = "Examples:\n  bootforge explain traffic-sign-gpu\n  bootforge explain g6-quick --set job.timeout_minutes=30 --json"
+    )]
+    Explain {
+        profile: Option<String>,
+        #[command(flatten)]
+        sets: Sets,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile every profile (or those named) and report every problem; silent when all is well.
+    #[command(
+        after_help = "Examples:\n  bootforge validate\n  bootforge validate traffic-sign-gpu --strict"
+    )]
+    Validate {
+        profiles: Vec<String>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Compare every profile's payload with golden/; exit 1 on drift.
+    #[command(
+        after_help = "Examples:\n  bootforge check\n  bootforge check --bless     rewrite golden/ after an intended change"
+    )]
+    Check {
+        /// Rewrite the golden files that differ and remove stale ones.
+        #[arg(long)]
+        bless: bool,
+        /// Where the golden files are.
+        #[arg(long, value_name = "DIR", default_value = "golden")]
+        golden: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List profiles or snippets, one line each with its summary.
+    #[command(after_help = "Examples:\n  bootforge list\n  bootforge list snippets")]
+    List {
+        #[arg(value_enum, default_value_t = ListWhat::Profiles)]
+        what: ListWhat,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Sets {
+    /// Override a profile value: --set job.timeout_minutes=60 (repeatable; typed like the file).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+}
+
+impl Sets {
+    fn parse(&self) -> Result<Vec<Override>> {
+        self.set.iter().map(|s| Override::parse(s)).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Payload,
+    CloudConfig,
+    Mime,
+    Base64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListWhat {
+    Profiles,
+    Snippets,
+}
+
+/// Runs the command line `args` and returns the process's exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn library(cli: &Cli) -> Result<Library> {
+    let mut library = Library::builtin();
+    for dir in &cli.profiles {
+        library.add_profiles_dir(dir)?;
+    }
+    for dir in &cli.snippets {
+        library.add_snippets_dir(dir)?;
+    }
+    Ok(library)
+}
+
+/// A profile argument is a name, or a path when it names a .yaml file.
+fn profile_name(library: &mut Library, arg: Option<&str>) -> Result<String> {
+    match arg {
+        None => Ok(DEFAULT_PROFILE.to_string()),
+        Some(a) if a.ends_with(".yaml") && Path::new(a).is_file() => {
+            library.add_profile_file(Path::new(a))
+        }
+        Some(a) => Ok(a.to_string()),
+    }
+}
+
+fn execute(cli: Cli) -> Result<i32> {
+    let mut library = library(&cli)?;
+    match &cli.command {
+        Command::Compile {
+            profile,
+            sets,
+            format,
+            output,
+        } => {
+            let name = profile_name(&mut library, profile.as_deref())?;
+            let compiled = compile(&library, &name, &sets.parse()?)?;
+            let bytes = match format {
+                Format::Payload => compiled.payload.bytes,
+                Format::CloudConfig => compiled.cloud_config.into_bytes(),
+                Format::Mime => {
+                    let mut parts = vec![crate::payload::Part {
+                        content_type: "text/cloud-config".to_string(),
+                        filename: "cloud-config.yaml".to_string(),
+                        content: compiled.cloud_config,
+                    }];
+                    parts.extend(compiled.parts);
+                    crate::payload::mime(&parts)?.into_bytes()
+                }
+                Format::Base64 => format!("{}\n", compiled.payload.base64()).into_bytes(),
+            };
+            match output {
+                Some(path) => golden::write_atomically(path, &bytes)?,
+                None => write_stdout(&bytes)?,
+            }
+            Ok(0)
+        }
+        Command::Explain {
+            profile,
+            sets,
+            json,
+        } => {
+            let name = profile_name(&mut library, profile.as_deref())?;
+            let compiled = compile(&library, &name, &sets.parse()?)?;
+            let explanation = Explanation::new(&compiled);
+            if *json {
+                print_json(&explanation);
+            } else {
+                println!("{explanation}");
+            }
+            Ok(0)
+        }
+        Command::Validate {
+            profiles,
+            strict: _,
+        } => {
+            let names: Vec<String> = if profiles.is_empty() {
+                library.profile_names().map(str::to_string).collect()
+            } else {
+                let mut names = Vec::new();
+                for p in profiles {
+                    names.push(profile_name(&mut library, Some(p))?);
+                }
+                names
+            };
+            let mut failed = 0;
+            for name in &names {
+                if let Err(e) = compile(&library, name, &[]) {
+                    eprintln!("error: {e}");
+                    if e.exit_code() == 2 {
+                        return Ok(2);
+                    }
+                    failed += 1;
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Command::Check {
+            bless,
+            golden: dir,
+            json,
+        } => {
+            let report = golden::check(&library, dir, *bless)?;
+            if *json {
+                print_json(&report);
+            } else {
+                for drift in &report.drift {
+                    match drift {
+                        Drift::Changed {
+                            profile,
+                            file,
+                            diff,
+                        } => {
+                            println!("{file}: profile `{profile}` compiles to other bytes\n{diff}");
+                        }
+                        Drift::Missing { profile, file } => {
+                            println!("{file}: missing; profile `{profile}` has no golden file yet");
+                        }
+                        Drift::Stale { file } => {
+                            println!("{file}: stale; no profile compiles to it")
+                        }
+                    }
+                }
+                for file in &report.blessed {
+                    eprintln!("blessed {file}");
+                }
+                if !report.drift.is_empty() {
+                    eprintln!(
+                        "error: {} of {} profiles drifted from {}; if the change is intended, run `bootforge check --bless` and commit {}",
+                        report.drift.len(),
+                        report.checked.len(),
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+            }
+            Ok(if report.drift.is_empty() { 0 } else { 1 })
+        }
+        Command::List { what, json } => {
+            let rows: Vec<(String, String)> = match what {
+                ListWhat::Profiles => {
+                    let mut rows = Vec::new();
+                    for name in library.profile_names() {
+                        let summary = crate::profile::load(&library, name, &[])
+                            .map(|p| p.profile.summary)
+                            .unwrap_or_else(|e| {
+                                format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
+                            });
+                        rows.push((name.to_string(), summary));
+                    }
+                    rows
+                }
+                ListWhat::Snippets => library
+                    .snippet_names()
+                    .map(|name| {
+                        let files = library.snippet(name).expect("listed names exist");
+                        let summary = Snippet::load(name, files)
+                            .map(|s| s.manifest.summary)
+                            .unwrap_or_else(|e| {
+                                format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
+                            });
+                        (name.to_string(), summary)
+                    })
+                    .collect(),
+            };
+            if *json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|(name, summary)| serde_json::json!({"name": name, "summary": summary}))
+                    .collect();
+                print_json(&rows);
+            } else {
+                let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+                for (name, summary) in rows {
+                    println!("{name:width$}  {summary}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize to JSON")
+    );
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("standard output", "write to", e)),
+    }
+}

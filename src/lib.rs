@@ -1,0 +1,38 @@
+//! bootforge compiles, tests and launches the boot payload of one-shot GPU
+//! instances on EC2.
+//!
+//! A YAML [`Profile`] picks snippets (minijinja templates with typed
+//! parameters) and sets their values; [`compile`] renders and merges them
+//! into deterministic cloud-init user-data.
+//!
+//! ```
+//! let library = bootforge::Library::builtin();
+//! let compiled = bootforge::compile(&library, bootforge::DEFAULT_PROFILE, &[]).unwrap();
+//! assert!(compiled.payload.bytes.len() <= bootforge::USER_DATA_LIMIT);
+//! ```
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod compile;
+mod error;
+mod explain;
+mod golden;
+mod library;
+mod merge;
+mod payload;
+mod profile;
+mod render;
+mod snippet;
+
+pub use cli::run;
+pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, compile};
+pub use error::{Error, Location, Result};
+pub use explain::Explanation;
+pub use golden::{Drift, Report, check};
+pub use library::Library;
+pub use payload::{BOUNDARY, Part, Payload, USER_DATA_LIMIT, gzip};
+pub use profile::{
+    Compression, DEFAULT_PROFILE, Instance, Job, LoadedProfile, Origin, Override, Profile,
+};
+pub use render::quote as shell_quote;
+pub use snippet::{Manifest, Param, ParamKind};

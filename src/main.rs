@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(bootforge::run(std::env::args_os()));
+}

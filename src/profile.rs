@@ -1,0 +1,678 @@
+//! Profiles: parsing, `extends`, `--set`, and where every value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::error::{Error, Location, Result, did_you_mean};
+use crate::library::Library;
+
+/// The name of the profile `compile` uses when none is given.
+pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";
+
+/// One deployable payload and the instance that runs it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// One line saying what the profile is for.
+    pub summary: String,
+    /// The profile this one starts from (deep merge, this one wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    pub instance: Instance,
+    pub job: Job,
+    /// Snippets in order, each with its parameters (`{}` or empty for the
+    /// defaults, `false` to drop one that a parent profile uses).
+    pub snippets: IndexMap<String, Value>,
+    pub output: Output,
+}
+
+/// The EC2 instance that runs the job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Instance {
+    pub region: String,
+    pub ami: String,
+    /// Instance types to try, in order, when capacity runs out.
+    pub types: Vec<String>,
+    /// Subnets to try, in order.
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<String>,
+    /// Name of the IAM instance profile given to the instance, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    pub root_device: String,
+    /// Root volume size; absent keeps the AMI's own size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_volume_gb: Option<u32>,
+    pub spot: bool,
+    /// Whether the instance may read its own tags from the metadata service.
+    pub metadata_tags: bool,
+    /// Refuse to launch when the worst-case cost exceeds this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// The GPU model the profile expects the instance type to carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    pub tags: IndexMap<String, String>,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            region: String::new(),
+            ami: String::new(),
+            types: Vec::new(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            key_pair: None,
+            instance_profile: None,
+            root_device: "/dev/xvda".to_string(),
+            root_volume_gb: None,
+            spot: false,
+            metadata_tags: false,
+            max_cost_usd: None,
+            gpu: None,
+            tags: IndexMap::new(),
+        }
+    }
+}
+
+/// The job the instance runs, and its time budget.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Job {
+    /// The job's id; `launch --set job_id=…` sets it per run.
+    pub id: String,
+    /// The job's whole budget, counted from boot; the pipeline is stopped
+    /// when it runs out.
+    pub timeout_minutes: u32,
+    /// Time after the timeout for the finalizer; the dead-man's switch powers
+    /// off at boot + timeout + grace.
+    pub grace_minutes: u32,
+    /// Between the pipeline's SIGTERM and its SIGKILL.
+    pub kill_after_seconds: u32,
+    /// The user the pipeline runs as.
+    pub user: String,
+    /// Where each job's directory (`LOG_DIR/JOB_ID`) with its log and status goes.
+    pub log_dir: String,
+    /// Local state on the instance: the fallback status, the boot stamp.
+    pub state_dir: String,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Job {
+            id: "manual".to_string(),
+            timeout_minutes: 0,
+            grace_minutes: 10,
+            kill_after_seconds: 60,
+            user: "ec2-user".to_string(),
+            log_dir: String::new(),
+            state_dir: "/var/lib/bootforge".to_string(),
+        }
+    }
+}
+
+/// How the payload is packed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Output {
+    pub compression: Compression,
+}
+
+/// Whether the payload is gzipped.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Only when the raw payload passes the user-data limit.
+    #[default]
+    Auto,
+    Gzip,
+    None,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default (of the profile format or of a snippet parameter).
+    Default,
+    /// The profile itself.
+    Profile(String),
+    /// A profile it extends.
+    Parent(String),
+    /// A `--set` argument.
+    Set(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::Profile(name) => write!(f, "profile {name}"),
+            Origin::Parent(name) => write!(f, "parent profile {name}"),
+            Origin::Set(arg) => write!(f, "--set {arg}"),
+        }
+    }
+}
+
+/// A profile with its `extends` chain merged and `--set` applied.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub name: String,
+    /// The file it was read from, as shown in messages.
+    pub file: String,
+    /// The profile and its ancestors, the profile first.
+    pub chain: Vec<String>,
+    pub profile: Profile,
+    /// Where each value that did not come from a default came from, by
+    /// dotted path (`job.timeout_minutes`, `snippets.efs-mount.mounts`).
+    pub origins: BTreeMap<String, Origin>,
+    /// Files of the chain by profile name, for messages.
+    files: BTreeMap<String, String>,
+}
+
+impl LoadedProfile {
+    /// Where the value at `path` came from: the nearest recorded path that
+    /// is `path` itself or contains it.
+    pub fn origin(&self, path: &str) -> Origin {
+        let mut probe = path;
+        loop {
+            if let Some(origin) = self.origins.get(probe) {
+                return origin.clone();
+            }
+            match probe.rfind('.') {
+                Some(i) => probe = &probe[..i],
+                None => return Origin::Default,
+            }
+        }
+    }
+
+    /// The file an origin points at, or the profile's own file.
+    pub fn file_of(&self, origin: &Origin) -> &str {
+        match origin {
+            Origin::Profile(name) | Origin::Parent(name) => self
+                .files
+                .get(name)
+                .map_or(self.file.as_str(), String::as_str),
+            _ => &self.file,
+        }
+    }
+}
+
+/// A `--set dotted.path=value` argument.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub arg: String,
+    pub path: Vec<String>,
+    pub value: Value,
+}
+
+impl Override {
+    /// Parses `dotted.path=value`; the value is read as YAML (so `60`,
+    /// `true` and `[a, b]` keep their types), or as a plain string when it
+    /// is not YAML. `job_id=X` is short for `job.id=X`.
+    pub fn parse(arg: &str) -> Result<Override> {
+        let err = |message: &str, help: &str| Error::Set {
+            arg: arg.to_string(),
+            message: message.to_string(),
+            help: Some(help.to_string()),
+        };
+        let (path, raw) = arg.split_once('=').ok_or_else(|| {
+            err(
+                "expected `dotted.path=value`",
+                "for example --set job.timeout_minutes=60",
+            )
+        })?;
+        let path = if path == "job_id" { "job.id" } else { path };
+        let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+        if segments.iter().any(|s| s.trim().is_empty()) {
+            return Err(err(
+                "the path has an empty part",
+                "paths are keys joined by dots, like snippets.pipeline.script",
+            ));
+        }
+        let value = serde_yaml_ng::from_str::<Value>(raw)
+            .unwrap_or_else(|_| Value::String(raw.to_string()));
+        let value = match value {
+            // An empty right-hand side means the empty string, not null.
+            Value::Null if raw.trim().is_empty() => Value::String(raw.to_string()),
+            // A bare word that YAML reads as a comment or tagged value stays text.
+            Value::Tagged(_) => Value::String(raw.to_string()),
+            v => v,
+        };
+        Ok(Override {
+            arg: arg.to_string(),
+            path: segments,
+            value,
+        })
+    }
+}
+
+/// Loads profile `name` from `library`, merging its `extends` chain and
+/// applying `overrides` in order.
+pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<LoadedProfile> {
+    let mut chain = Vec::new();
+    let mut layers = Vec::new();
+    let mut files = BTreeMap::new();
+    let mut next = Some(name.to_string());
+    while let Some(current) = next.take() {
+        if chain.contains(&current) {
+            chain.push(current);
+            return Err(Error::ExtendsCycle { chain });
+        }
+        let source = library.profile(&current).ok_or_else(|| {
+            let known: Vec<String> = library.profile_names().map(str::to_string).collect();
+            Error::UnknownProfile {
+                suggestion: did_you_mean(&current, known.iter().map(String::as_str)),
+                name: current.clone(),
+                known,
+            }
+        })?;
+        let (value, shape) = parse_file(&source.display, &source.text)?;
+        next = shape.extends.clone();
+        files.insert(current.clone(), source.display.clone());
+        chain.push(current);
+        layers.push(value);
+    }
+
+    let mut merged = Value::Mapping(Mapping::new());
+    let mut origins = BTreeMap::new();
+    for (depth, layer) in layers.into_iter().enumerate().rev() {
+        let origin = if depth == 0 {
+            Origin::Profile(chain[0].clone())
+        } else {
+            Origin::Parent(chain[depth].clone())
+        };
+        merge(&mut merged, layer, "", &origin, &mut origins);
+    }
+    for o in overrides {
+        apply(&mut merged, o, &mut origins)?;
+    }
+    // Inheritance is resolved: the merged profile extends nothing.
+    if let Value::Mapping(m) = &mut merged {
+        m.remove("extends");
+    }
+
+    let file = files[name].clone();
+    let profile: Profile = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let loaded_origin = nearest_origin(&origins, &path);
+        match loaded_origin {
+            Some(Origin::Set(arg)) => Error::Set {
+                arg,
+                help: unknown_field_help(&message),
+                message: format!("`{path}`: {message}"),
+            },
+            _ => Error::Profile {
+                file: file.clone(),
+                help: unknown_field_help(&message),
+                path,
+                message,
+            },
+        }
+    })?;
+    Ok(LoadedProfile {
+        name: name.to_string(),
+        file,
+        chain,
+        profile,
+        origins,
+        files,
+    })
+}
+
+fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Origin> {
+    let mut probe = path;
+    loop {
+        if let Some(o) = origins.get(probe) {
+            return Some(o.clone());
+        }
+        // An unknown key's own path may be the only one recorded below `path`.
+        if let Some((_, o)) = origins
+            .range(format!("{probe}.")..)
+            .next()
+            .filter(|(k, _)| k.starts_with(&format!("{probe}.")))
+        {
+            return Some(o.clone());
+        }
+        probe = &probe[..probe.rfind('.')?];
+    }
+}
+
+/// Parses one profile file and checks its shape, with the YAML error's
+/// position when there is one.
+fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
+    let yaml_error = |e: serde_yaml_ng::Error, path: Option<String>| {
+        let location = e
+            .location()
+            .map(|l| Location::in_source(display, text, l.line(), l.column()));
+        let message = e.to_string();
+        let message = match message.split_once(" at line ") {
+            Some((head, _)) if location.is_some() => head.to_string(),
+            _ => message,
+        };
+        let message = strip_path_prefix(&message, path.as_deref());
+        Error::Yaml {
+            what: "profile",
+            location,
+            file: display.to_string(),
+            help: unknown_field_help(&message),
+            message: match path {
+                Some(p) if p != "." => format!("`{p}`: {message}"),
+                _ => message,
+            },
+        }
+    };
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, None))?;
+    let value = match value {
+        Value::Null => Value::Mapping(Mapping::new()),
+        Value::Mapping(m) => Value::Mapping(m),
+        _ => {
+            return Err(Error::Yaml {
+                what: "profile",
+                location: None,
+                file: display.to_string(),
+                message: "the file must be a mapping of sections (instance, job, snippets, …)"
+                    .to_string(),
+                help: Some("see `bootforge schema` for the format".to_string()),
+            });
+        }
+    };
+    let shape: Profile =
+        if text.trim().is_empty() || matches!(&value, Value::Mapping(m) if m.is_empty()) {
+            Profile::default()
+        } else {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                yaml_error(e.into_inner(), Some(path))
+            })?
+        };
+    Ok((value, shape))
+}
+
+/// serde_yaml_ng starts some messages with the path (`job: unknown field…`);
+/// the path is shown separately.
+fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
+    path.and_then(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message)
+        .to_string()
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest
+/// expected name, as a suggestion.
+fn unknown_field_help(message: &str) -> Option<String> {
+    let start = message.find("unknown field `")?;
+    let rest = &message[start + "unknown field `".len()..];
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    match did_you_mean(field, expected.iter().copied()) {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None => Some(format!(
+            "the keys allowed here are: {}",
+            expected.join(", ")
+        )),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Deep merge: mappings merge key by key, anything else in `child` replaces
+/// what `base` had. Records the origin of every leaf that `child` sets.
+fn merge(
+    base: &mut Value,
+    child: Value,
+    path: &str,
+    origin: &Origin,
+    origins: &mut BTreeMap<String, Origin>,
+) {
+    match (base, child) {
+        (Value::Mapping(base), Value::Mapping(child)) => {
+            for (key, value) in child {
+                let sub = join(path, &key_text(&key));
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value, &sub, origin, origins),
+                    None => {
+                        record(&value, &sub, origin, origins);
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, child) => {
+            let prefix = format!("{path}.");
+            origins.retain(|k, _| !k.starts_with(&prefix));
+            record(&child, path, origin, origins);
+            *base = child;
+        }
+    }
+}
+
+fn record(value: &Value, path: &str, origin: &Origin, origins: &mut BTreeMap<String, Origin>) {
+    match value {
+        Value::Mapping(m) if !m.is_empty() => {
+            for (k, v) in m {
+                record(v, &join(path, &key_text(k)), origin, origins);
+            }
+        }
+        _ => {
+            origins.insert(path.to_string(), origin.clone());
+        }
+    }
+}
+
+fn apply(root: &mut Value, o: &Override, origins: &mut BTreeMap<String, Origin>) -> Result<()> {
+    let mut node = root;
+    let mut walked = String::new();
+    let (last, parents) = o
+        .path
+        .split_last()
+        .expect("Override::parse makes at least one segment");
+    for segment in parents {
+        walked = join(&walked, segment);
+        let Value::Mapping(map) = node else {
+            return Err(not_a_section(o, &walked));
+        };
+        let key = Value::String(segment.clone());
+        if !map.contains_key(&key) || matches!(map.get(&key), Some(Value::Null)) {
+            map.insert(key.clone(), Value::Mapping(Mapping::new()));
+        }
+        node = map.get_mut(&key).expect("inserted above");
+    }
+    let Value::Mapping(map) = node else {
+        return Err(not_a_section(o, &walked));
+    };
+    let key = Value::String(last.clone());
+    let full = join(&walked, last);
+    let origin = Origin::Set(o.arg.clone());
+    match map.get_mut(&key) {
+        Some(existing) => merge(existing, o.value.clone(), &full, &origin, origins),
+        None => {
+            record(&o.value, &full, &origin, origins);
+            map.insert(key, o.value.clone());
+        }
+    }
+    Ok(())
+}
+
+fn not_a_section(o: &Override, walked: &str) -> Error {
+    Error::Set {
+        arg: o.arg.clone(),
+        message: format!("`{walked}` is a value, not a section with keys"),
+        help: Some(format!("set `{walked}` itself instead")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library(files: &[(&str, &str)]) -> Library {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
+        }
+        let mut library = Library::default();
+        library.add_profiles_dir(dir.path()).unwrap();
+        library
+    }
+
+    const BASE: &str = "instance:\n  region: us-east-2\n  types: [g6e.xlarge]\n  tags: {Team: a}\njob:\n  timeout_minutes: 120\nsnippets:\n  deadman: {}\n  pipeline:\n    script: /a.sh\n";
+
+    #[test]
+    fn extends_merges_deeply_and_child_wins() {
+        let lib = library(&[
+            ("base", BASE),
+            (
+                "child",
+                "extends: base\ninstance:\n  types: [g6.xlarge]\n  tags: {Owner: b}\njob:\n  timeout_minutes: 30\nsnippets:\n  pipeline:\n    args: [x]\n",
+            ),
+        ]);
+        let p = load(&lib, "child", &[]).unwrap();
+        assert_eq!(p.chain, vec!["child", "base"]);
+        assert_eq!(p.profile.instance.region, "us-east-2");
+        assert_eq!(p.profile.instance.types, vec!["g6.xlarge"]);
+        assert_eq!(p.profile.instance.tags.len(), 2);
+        assert_eq!(p.profile.job.timeout_minutes, 30);
+        assert_eq!(
+            p.origin("job.timeout_minutes"),
+            Origin::Profile("child".into())
+        );
+        assert_eq!(p.origin("instance.region"), Origin::Parent("base".into()));
+        assert_eq!(p.origin("job.grace_minutes"), Origin::Default);
+        assert_eq!(
+            p.origin("snippets.pipeline.script"),
+            Origin::Parent("base".into())
+        );
+        assert_eq!(
+            p.origin("snippets.pipeline.args"),
+            Origin::Profile("child".into())
+        );
+        assert_eq!(p.profile.extends, None);
+    }
+
+    #[test]
+    fn set_overrides_with_types_and_records_origin() {
+        let lib = library(&[("base", BASE)]);
+        let sets = [
+            Override::parse("job.timeout_minutes=45").unwrap(),
+            Override::parse("job_id=run-7").unwrap(),
+            Override::parse("instance.subnets=[subnet-a, subnet-b]").unwrap(),
+        ];
+        let p = load(&lib, "base", &sets).unwrap();
+        assert_eq!(p.profile.job.timeout_minutes, 45);
+        assert_eq!(p.profile.job.id, "run-7");
+        assert_eq!(p.profile.instance.subnets, vec!["subnet-a", "subnet-b"]);
+        assert_eq!(
+            p.origin("job.timeout_minutes"),
+            Origin::Set("job.timeout_minutes=45".into())
+        );
+    }
+
+    #[test]
+    fn set_is_type_checked_like_the_file() {
+        let lib = library(&[("base", BASE)]);
+        let err = load(
+            &lib,
+            "base",
+            &[Override::parse("job.timeout_minutes=soon").unwrap()],
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Set { .. }), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("job.timeout_minutes"), "{err}");
+
+        let err = load(
+            &lib,
+            "base",
+            &[Override::parse("job.timout_minutes=5").unwrap()],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean `timeout_minutes`"),
+            "{err}"
+        );
+
+        let err = load(
+            &lib,
+            "base",
+            &[Override::parse("job.timeout_minutes.x=5").unwrap()],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("is a value, not a section"),
+            "{err}"
+        );
+
+        assert!(Override::parse("nothing").is_err());
+        assert!(Override::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position_and_suggestion() {
+        let lib = library(&[("bad", "instance:\n  regoin: us-east-2\n")]);
+        let err = load(&lib, "bad", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown field `regoin`"), "{text}");
+        assert!(text.contains(":2:3"), "{text}");
+        assert!(text.contains("did you mean `region`?"), "{text}");
+        assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn extends_cycles_and_unknown_parents_are_errors() {
+        let lib = library(&[("a", "extends: b\n"), ("b", "extends: a\n")]);
+        let err = load(&lib, "a", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string().lines().next().unwrap(),
+            "profiles extend each other in a circle: a -> b -> a"
+        );
+
+        let lib = library(&[("a", "extends: bse\n"), ("base", BASE)]);
+        let err = load(&lib, "a", &[]).unwrap_err();
+        assert!(err.to_string().contains("did you mean `base`?"), "{err}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_and_position() {
+        let lib = library(&[("bad", "job:\n  timeout_minutes: [1\n")]);
+        let err = load(&lib, "bad", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.yaml"), "{text}");
+        assert!(text.contains("-->"), "{text}");
+    }
+
+    #[test]
+    fn a_child_can_drop_a_parent_snippet() {
+        let lib = library(&[
+            ("base", BASE),
+            ("c", "extends: base\nsnippets:\n  deadman: false\n"),
+        ]);
+        let p = load(&lib, "c", &[]).unwrap();
+        assert_eq!(p.profile.snippets["deadman"], Value::Bool(false));
+    }
+}
