@@ -69,7 +69,8 @@ enum Command {
         after_help = "Examples:\n  bootforge validate\n  bootforge validate traffic-sign-gpu --strict"
     )]
     Validate {
-        profiles: Vec<String>,
+        #[arg(value_name = "PROFILE")]
+        names: Vec<String>,
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
@@ -216,7 +217,7 @@ fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Validate {
-            profiles,
+            names: profiles,
             strict: _,
         } => {
             let names: Vec<String> = if profiles.is_empty() {

@@ -73,9 +73,9 @@ pub fn mime(parts: &[Part]) -> Result<String> {
             part.content_type, part.filename
         ));
         out.push_str(&part.content);
-        if !part.content.ends_with('\n') {
-            out.push('\n');
-        }
+        // The line break before a boundary belongs to the boundary (RFC 2046),
+        // so this one keeps the part's own last line break.
+        out.push('\n');
     }
     out.push_str(&format!("--{BOUNDARY}--\n"));
     Ok(out)

@@ -181,16 +181,7 @@ impl LoadedProfile {
     /// Where the value at `path` came from: the nearest recorded path that
     /// is `path` itself or contains it.
     pub fn origin(&self, path: &str) -> Origin {
-        let mut probe = path;
-        loop {
-            if let Some(origin) = self.origins.get(probe) {
-                return origin.clone();
-            }
-            match probe.rfind('.') {
-                Some(i) => probe = &probe[..i],
-                None => return Origin::Default,
-            }
-        }
+        nearest_origin(&self.origins, path).unwrap_or(Origin::Default)
     }
 
     /// The file an origin points at, or the profile's own file.
@@ -237,14 +228,14 @@ impl Override {
                 "paths are keys joined by dots, like snippets.pipeline.script",
             ));
         }
-        let value = serde_yaml_ng::from_str::<Value>(raw)
-            .unwrap_or_else(|_| Value::String(raw.to_string()));
-        let value = match value {
+        let value = match serde_yaml_ng::from_str::<Value>(raw) {
+            // Text stays exactly as typed (YAML would cut it at ` #`), unless
+            // it was quoted on purpose.
+            Ok(Value::String(s)) if raw.starts_with(['"', '\'']) => Value::String(s),
+            Ok(Value::String(_) | Value::Tagged(_)) | Err(_) => Value::String(raw.to_string()),
             // An empty right-hand side means the empty string, not null.
-            Value::Null if raw.trim().is_empty() => Value::String(raw.to_string()),
-            // A bare word that YAML reads as a comment or tagged value stays text.
-            Value::Tagged(_) => Value::String(raw.to_string()),
-            v => v,
+            Ok(Value::Null) if raw.trim().is_empty() => Value::String(raw.to_string()),
+            Ok(v) => v,
         };
         Ok(Override {
             arg: arg.to_string(),
@@ -302,7 +293,7 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
     let file = files[name].clone();
     let profile: Profile = serde_path_to_error::deserialize(merged).map_err(|e| {
         let path = e.path().to_string();
-        let message = e.inner().to_string();
+        let message = humanize(&e.inner().to_string());
         let loaded_origin = nearest_origin(&origins, &path);
         match loaded_origin {
             Some(Origin::Set(arg)) => Error::Set {
@@ -329,17 +320,19 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
 }
 
 fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Origin> {
+    // A mapping's own path is not recorded, only its leaves: take the first.
+    let below = format!("{path}.");
+    if let Some((_, o)) = origins
+        .range(below.clone()..)
+        .next()
+        .filter(|(k, _)| k.starts_with(&below))
+    {
+        return Some(o.clone());
+    }
+    // Otherwise the value at `path` or the nearest value that contains it.
     let mut probe = path;
     loop {
         if let Some(o) = origins.get(probe) {
-            return Some(o.clone());
-        }
-        // An unknown key's own path may be the only one recorded below `path`.
-        if let Some((_, o)) = origins
-            .range(format!("{probe}.")..)
-            .next()
-            .filter(|(k, _)| k.starts_with(&format!("{probe}.")))
-        {
             return Some(o.clone());
         }
         probe = &probe[..probe.rfind('.')?];
@@ -358,7 +351,7 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
             Some((head, _)) if location.is_some() => head.to_string(),
             _ => message,
         };
-        let message = strip_path_prefix(&message, path.as_deref());
+        let message = humanize(&strip_path_prefix(&message, path.as_deref()));
         Error::Yaml {
             what: "profile",
             location,
@@ -398,13 +391,34 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
     Ok((value, shape))
 }
 
+/// serde's type names in the words of the profile format.
+fn humanize(message: &str) -> String {
+    let mut out = message.to_string();
+    for (from, to) in [
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a string", "expected text"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a map", "expected a mapping of keys to values"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
+}
+
 /// serde_yaml_ng starts some messages with the path (`job: unknown field…`);
 /// the path is shown separately.
 fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
-    path.and_then(|p| message.strip_prefix(p))
-        .and_then(|rest| rest.strip_prefix(": "))
-        .unwrap_or(message)
-        .to_string()
+    match (message.split_once(": "), path) {
+        (Some((head, rest)), Some(path))
+            if path == head || path.starts_with(&format!("{head}.")) =>
+        {
+            rest.to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the closest

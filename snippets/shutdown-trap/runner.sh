@@ -129,10 +129,10 @@ finalize() {
     printf 'bootforge-status: %s\n' "$status"
     local d
     for d in "$LOCAL_DIR" "$dest"; do
-        mkdir -p "$d" &&
-            printf '%s\n' "$status" >"$d/.status.json.tmp" &&
-            mv -f "$d/.status.json.tmp" "$d/status.json" ||
+        if ! { mkdir -p "$d" && printf '%s\n' "$status" >"$d/.status.json.tmp" &&
+            mv -f "$d/.status.json.tmp" "$d/status.json"; }; then
             log "warning: could not write $d/status.json"
+        fi
     done
     cp "$CLOUD_INIT_LOG" "$dest/cloud-init-output.log" 2>/dev/null ||
         log "note: no $CLOUD_INIT_LOG to copy"

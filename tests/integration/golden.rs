@@ -1,0 +1,124 @@
+//! `check`: golden files compared byte for byte, diffs on drift, `--bless`.
+
+use std::fs;
+use std::path::Path;
+
+use crate::{Test, root};
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn check_passes_on_the_repository() {
+    let run = Test::new().arg("check").run().success();
+    assert!(run.stdout().is_empty(), "{}", run.stdout());
+}
+
+#[test]
+fn golden_holds_every_profile() {
+    for entry in fs::read_dir(root().join("profiles")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            root().join("golden").join(&name).is_file(),
+            "golden/{name} is missing"
+        );
+    }
+}
+
+#[test]
+fn a_changed_profile_drifts_with_a_diff_and_bless_rewrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = tmp.path().join("golden");
+    let profiles = tmp.path().join("profiles");
+    copy_dir(&root().join("golden"), &golden);
+    fs::create_dir_all(&profiles).unwrap();
+    let text = fs::read_to_string(root().join("profiles/g6-quick.yaml")).unwrap();
+    fs::write(
+        profiles.join("g6-quick.yaml"),
+        text.replace("timeout_minutes: 30", "timeout_minutes: 45"),
+    )
+    .unwrap();
+
+    let run = Test::new()
+        .arg("--profiles")
+        .arg(&profiles)
+        .args(["check", "--golden"])
+        .arg(&golden)
+        .run()
+        .failure(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("g6-quick.yaml: profile `g6-quick` compiles to other bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-  - '2100'\n+  - '3000'\n"),
+        "the dead-man's delay moves:\n{out}"
+    );
+    assert!(
+        out.contains("-    TIMEOUT_S=1800\n+    TIMEOUT_S=2700\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("traffic-sign-gpu.yaml"),
+        "an unchanged profile does not drift:\n{out}"
+    );
+    assert!(
+        run.stderr().contains("1 of 2 profiles drifted"),
+        "{}",
+        run.stderr()
+    );
+
+    // A stale file is drift too.
+    fs::write(golden.join("gone.yaml"), "#cloud-config\n").unwrap();
+    let run = Test::new()
+        .arg("--profiles")
+        .arg(&profiles)
+        .args(["check", "--golden"])
+        .arg(&golden)
+        .run()
+        .failure(1);
+    assert!(
+        run.stdout().contains("gone.yaml: stale"),
+        "{}",
+        run.stdout()
+    );
+
+    Test::new()
+        .arg("--profiles")
+        .arg(&profiles)
+        .args(["check", "--bless", "--golden"])
+        .arg(&golden)
+        .run()
+        .success();
+    assert!(!golden.join("gone.yaml").exists());
+    Test::new()
+        .arg("--profiles")
+        .arg(&profiles)
+        .args(["check", "--golden"])
+        .arg(&golden)
+        .run()
+        .success();
+    let blessed = fs::read_to_string(golden.join("g6-quick.yaml")).unwrap();
+    assert!(blessed.contains("TIMEOUT_S=2700"));
+}
+
+#[test]
+fn a_missing_golden_file_is_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = Test::new()
+        .args(["check", "--golden"])
+        .arg(tmp.path())
+        .run()
+        .failure(1);
+    assert!(
+        run.stdout().contains("traffic-sign-gpu.yaml: missing"),
+        "{}",
+        run.stdout()
+    );
+}

@@ -1,0 +1,136 @@
+//! Integration tests: one binary, one module per capability. They drive the
+//! real `bootforge` binary through [`Test`].
+
+mod cli;
+mod compile;
+mod golden;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (where `profiles/`, `golden/` and `tests/` are).
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// A run of the `bootforge` binary.
+pub struct Test {
+    command: Command,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Test::new()
+    }
+}
+
+impl Test {
+    pub fn new() -> Test {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bootforge"));
+        command
+            .current_dir(root())
+            .env_remove("BOOTFORGE_PROFILES")
+            .env_remove("BOOTFORGE_SNIPPETS");
+        Test { command }
+    }
+
+    /// With the fixture profiles and snippets added.
+    pub fn with_fixtures() -> Test {
+        let mut t = Test::new();
+        t.arg("--profiles")
+            .arg(fixtures().join("profiles"))
+            .arg("--snippets")
+            .arg(fixtures().join("snippets"));
+        t
+    }
+
+    pub fn arg(&mut self, arg: impl AsRef<std::ffi::OsStr>) -> &mut Test {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Test {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn run(&mut self) -> Run {
+        let output = self.command.output().expect("run bootforge");
+        Run { output }
+    }
+}
+
+/// What a run printed and returned.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output
+            .status
+            .code()
+            .expect("bootforge exits, it is not killed")
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8(self.output.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8(self.output.stderr.clone()).expect("stderr is UTF-8")
+    }
+
+    /// Asserts exit code 0 and returns the run.
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code(),
+            0,
+            "expected success; stderr:\n{}",
+            self.stderr()
+        );
+        self
+    }
+
+    /// Asserts `code`, that nothing panicked, and returns the run.
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "expected exit code {code}; stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        assert!(!self.stderr().contains("panicked"), "{}", self.stderr());
+        self
+    }
+
+    /// stderr with the machine's paths replaced, for snapshots.
+    pub fn stderr_scrubbed(&self) -> String {
+        scrub(&self.stderr())
+    }
+}
+
+/// Replaces the repository root and temporary directories in `text`.
+pub fn scrub(text: &str) -> String {
+    let text = text.replace(&root().display().to_string(), "[ROOT]");
+    let tmp = std::env::temp_dir().display().to_string();
+    let pattern = format!("{}/[^/ \n:]+", regex::escape(tmp.trim_end_matches('/')));
+    let re = regex::Regex::new(&pattern).expect("valid pattern");
+    re.replace_all(&text, "[TMP]").into_owned()
+}
