@@ -54,7 +54,7 @@ enum Command {
     },
     /// Show the snippets, every value and where it came from, and the payload's size.
     #[command(
-        after_help = "Examples:\n  bootforge explain traffic-sign-gpu\n  bootforge explain g6-quick --set job.timeout_minutes=30 --json"
+        after_help = "Examples:\n  bootforge explain traffic-sign-gpu\n  bootforge explain g6-quick --set job.timeout=30m --json"
     )]
     Explain {
         profile: Option<String>,
@@ -101,7 +101,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct Sets {
-    /// Override a profile value: --set job.timeout_minutes=60 (repeatable; typed like the file).
+    /// Override a profile value: --set job.timeout=60m (repeatable; typed like the file).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     set: Vec<String>,
 }

@@ -129,11 +129,8 @@ fn check_required(p: &LoadedProfile) -> Result<()> {
     if instance.subnets.is_empty() {
         return Err(missing("instance.subnets", "at least one subnet"));
     }
-    if job.timeout_minutes == 0 {
-        return Err(missing(
-            "job.timeout_minutes",
-            "the job's time limit in minutes",
-        ));
+    if job.timeout.seconds() == 0 {
+        return Err(missing("job.timeout", "the job's time budget, like 120m"));
     }
     if job.log_dir.is_empty() {
         return Err(missing("job.log_dir", "where the job's logs and status go"));
@@ -336,7 +333,10 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
                 JinjaValue::from(Serde(v)),
             );
         }
-        ctx.insert("job".into(), JinjaValue::from(Serde(&p.profile.job)));
+        ctx.insert(
+            "job".into(),
+            JinjaValue::from(Serde(job_view(&p.profile.job))),
+        );
         ctx.insert(
             "instance".into(),
             JinjaValue::from(Serde(&p.profile.instance)),
@@ -453,6 +453,22 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
         merger.add("write_files", fragment)?;
     }
     Ok((merger.finish(), files, parts))
+}
+
+/// The job as templates see it: the profile's fields, and each duration in
+/// seconds too (`timeout_seconds`…).
+fn job_view(job: &crate::profile::Job) -> serde_json::Value {
+    let mut view = serde_json::to_value(job).unwrap_or_default();
+    if let Some(map) = view.as_object_mut() {
+        for (name, d) in [
+            ("timeout", job.timeout),
+            ("grace", job.grace),
+            ("kill_after", job.kill_after),
+        ] {
+            map.insert(format!("{name}_seconds"), d.seconds().into());
+        }
+    }
+    view
 }
 
 fn render_error(snippet: &ResolvedSnippet, template: &str, e: &minijinja::Error) -> Error {

@@ -16,6 +16,7 @@
 
 mod cli;
 mod compile;
+mod duration;
 mod error;
 mod explain;
 mod golden;
@@ -28,6 +29,7 @@ mod snippet;
 
 pub use cli::run;
 pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, compile};
+pub use duration::Duration;
 pub use error::{Error, Location, Result};
 pub use explain::Explanation;
 pub use golden::{Drift, Report, check};

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
+use crate::duration::Duration;
 use crate::error::{Error, Location, Result, did_you_mean};
 use crate::library::Library;
 
@@ -91,12 +92,12 @@ pub struct Job {
     pub id: String,
     /// The job's whole budget, counted from boot; the pipeline is stopped
     /// when it runs out.
-    pub timeout_minutes: u32,
+    pub timeout: Duration,
     /// Time after the timeout for the finalizer; the dead-man's switch powers
     /// off at boot + timeout + grace.
-    pub grace_minutes: u32,
+    pub grace: Duration,
     /// Between the pipeline's SIGTERM and its SIGKILL.
-    pub kill_after_seconds: u32,
+    pub kill_after: Duration,
     /// The user the pipeline runs as.
     pub user: String,
     /// Where each job's directory (`LOG_DIR/JOB_ID`) with its log and status goes.
@@ -109,9 +110,9 @@ impl Default for Job {
     fn default() -> Self {
         Job {
             id: "manual".to_string(),
-            timeout_minutes: 0,
-            grace_minutes: 10,
-            kill_after_seconds: 60,
+            timeout: Duration::from_seconds(0),
+            grace: Duration::from_minutes(10),
+            kill_after: Duration::from_seconds(60),
             user: "ec2-user".to_string(),
             log_dir: String::new(),
             state_dir: "/var/lib/bootforge".to_string(),
@@ -171,7 +172,7 @@ pub struct LoadedProfile {
     pub chain: Vec<String>,
     pub profile: Profile,
     /// Where each value that did not come from a default came from, by
-    /// dotted path (`job.timeout_minutes`, `snippets.efs-mount.mounts`).
+    /// dotted path (`job.timeout`, `snippets.efs-mount.mounts`).
     pub origins: BTreeMap<String, Origin>,
     /// Files of the chain by profile name, for messages.
     files: BTreeMap<String, String>,
@@ -217,7 +218,7 @@ impl Override {
         let (path, raw) = arg.split_once('=').ok_or_else(|| {
             err(
                 "expected `dotted.path=value`",
-                "for example --set job.timeout_minutes=60",
+                "for example --set job.timeout=60m",
             )
         })?;
         let path = if path == "job_id" { "job.id" } else { path };
@@ -555,7 +556,7 @@ mod tests {
         library
     }
 
-    const BASE: &str = "instance:\n  region: us-east-2\n  types: [g6e.xlarge]\n  tags: {Team: a}\njob:\n  timeout_minutes: 120\nsnippets:\n  deadman: {}\n  pipeline:\n    script: /a.sh\n";
+    const BASE: &str = "instance:\n  region: us-east-2\n  types: [g6e.xlarge]\n  tags: {Team: a}\njob:\n  timeout: 120m\nsnippets:\n  deadman: {}\n  pipeline:\n    script: /a.sh\n";
 
     #[test]
     fn extends_merges_deeply_and_child_wins() {
@@ -563,7 +564,7 @@ mod tests {
             ("base", BASE),
             (
                 "child",
-                "extends: base\ninstance:\n  types: [g6.xlarge]\n  tags: {Owner: b}\njob:\n  timeout_minutes: 30\nsnippets:\n  pipeline:\n    args: [x]\n",
+                "extends: base\ninstance:\n  types: [g6.xlarge]\n  tags: {Owner: b}\njob:\n  timeout: 30m\nsnippets:\n  pipeline:\n    args: [x]\n",
             ),
         ]);
         let p = load(&lib, "child", &[]).unwrap();
@@ -571,13 +572,10 @@ mod tests {
         assert_eq!(p.profile.instance.region, "us-east-2");
         assert_eq!(p.profile.instance.types, vec!["g6.xlarge"]);
         assert_eq!(p.profile.instance.tags.len(), 2);
-        assert_eq!(p.profile.job.timeout_minutes, 30);
-        assert_eq!(
-            p.origin("job.timeout_minutes"),
-            Origin::Profile("child".into())
-        );
+        assert_eq!(p.profile.job.timeout, Duration::from_minutes(30));
+        assert_eq!(p.origin("job.timeout"), Origin::Profile("child".into()));
         assert_eq!(p.origin("instance.region"), Origin::Parent("base".into()));
-        assert_eq!(p.origin("job.grace_minutes"), Origin::Default);
+        assert_eq!(p.origin("job.grace"), Origin::Default);
         assert_eq!(
             p.origin("snippets.pipeline.script"),
             Origin::Parent("base".into())
@@ -593,17 +591,17 @@ mod tests {
     fn set_overrides_with_types_and_records_origin() {
         let lib = library(&[("base", BASE)]);
         let sets = [
-            Override::parse("job.timeout_minutes=45").unwrap(),
+            Override::parse("job.timeout=45m").unwrap(),
             Override::parse("job_id=run-7").unwrap(),
             Override::parse("instance.subnets=[subnet-a, subnet-b]").unwrap(),
         ];
         let p = load(&lib, "base", &sets).unwrap();
-        assert_eq!(p.profile.job.timeout_minutes, 45);
+        assert_eq!(p.profile.job.timeout.seconds(), 2700);
         assert_eq!(p.profile.job.id, "run-7");
         assert_eq!(p.profile.instance.subnets, vec!["subnet-a", "subnet-b"]);
         assert_eq!(
-            p.origin("job.timeout_minutes"),
-            Origin::Set("job.timeout_minutes=45".into())
+            p.origin("job.timeout"),
+            Origin::Set("job.timeout=45m".into())
         );
     }
 
@@ -613,30 +611,17 @@ mod tests {
         let err = load(
             &lib,
             "base",
-            &[Override::parse("job.timeout_minutes=soon").unwrap()],
+            &[Override::parse("job.timeout=soon").unwrap()],
         )
         .unwrap_err();
         assert!(matches!(err, Error::Set { .. }), "{err}");
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("job.timeout_minutes"), "{err}");
+        assert!(err.to_string().contains("job.timeout"), "{err}");
 
-        let err = load(
-            &lib,
-            "base",
-            &[Override::parse("job.timout_minutes=5").unwrap()],
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("did you mean `timeout_minutes`"),
-            "{err}"
-        );
+        let err = load(&lib, "base", &[Override::parse("job.timout=5m").unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("did you mean `timeout`"), "{err}");
 
-        let err = load(
-            &lib,
-            "base",
-            &[Override::parse("job.timeout_minutes.x=5").unwrap()],
-        )
-        .unwrap_err();
+        let err = load(&lib, "base", &[Override::parse("job.timeout.x=5").unwrap()]).unwrap_err();
         assert!(
             err.to_string().contains("is a value, not a section"),
             "{err}"
@@ -673,7 +658,7 @@ mod tests {
 
     #[test]
     fn yaml_syntax_errors_name_the_file_and_position() {
-        let lib = library(&[("bad", "job:\n  timeout_minutes: [1\n")]);
+        let lib = library(&[("bad", "job:\n  timeout: [1\n")]);
         let err = load(&lib, "bad", &[]).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("bad.yaml"), "{text}");

@@ -39,21 +39,9 @@ error_snapshot!(extends_cycle, 1, ["compile", "cycle-a"]);
 error_snapshot!(missing_required_field, 1, ["compile", "missing-ami"]);
 error_snapshot!(job_field_of_wrong_type, 1, ["compile", "wrong-type-job"]);
 error_snapshot!(unknown_profile, 2, ["compile", "trafic-sign-gpu"]);
-error_snapshot!(
-    set_without_equals,
-    2,
-    ["compile", "--set", "job.timeout_minutes"]
-);
-error_snapshot!(
-    set_unknown_key,
-    2,
-    ["compile", "--set", "job.timout_minutes=5"]
-);
-error_snapshot!(
-    set_wrong_type,
-    2,
-    ["compile", "--set", "job.timeout_minutes=soon"]
-);
+error_snapshot!(set_without_equals, 2, ["compile", "--set", "job.timeout"]);
+error_snapshot!(set_unknown_key, 2, ["compile", "--set", "job.timout=5m"]);
+error_snapshot!(set_wrong_type, 2, ["compile", "--set", "job.timeout=soon"]);
 error_snapshot!(
     set_bad_param,
     2,
@@ -100,22 +88,16 @@ fn list_shows_profiles_and_snippets_with_summaries() {
 #[test]
 fn explain_tells_where_every_value_came_from() {
     let run = Test::new()
-        .args([
-            "explain",
-            "g6-quick",
-            "--set",
-            "job.timeout_minutes=20",
-            "--set",
-        ])
+        .args(["explain", "g6-quick", "--set", "job.timeout=20m", "--set"])
         .arg("snippets.pipeline.args=[--fast]")
         .run()
         .success();
     let text = run.stdout();
     for line in [
-        "job.timeout_minutes 20 [--set job.timeout_minutes=20]",
+        "job.timeout 20m [--set job.timeout=20m]",
         "instance.types [\"g6.xlarge\"] [profile g6-quick]",
         "instance.region us-east-2 [parent profile traffic-sign-gpu]",
-        "job.kill_after_seconds 60 [parent profile traffic-sign-gpu]",
+        "job.kill_after 1m [parent profile traffic-sign-gpu]",
         "job.state_dir /var/lib/bootforge [default]",
         "wait_seconds 120 [profile g6-quick]",
         "args [\"--fast\"] [--set snippets.pipeline.args=[--fast]]",

@@ -40,7 +40,7 @@ fn a_changed_profile_drifts_with_a_diff_and_bless_rewrites() {
     let text = fs::read_to_string(root().join("profiles/g6-quick.yaml")).unwrap();
     fs::write(
         profiles.join("g6-quick.yaml"),
-        text.replace("timeout_minutes: 30", "timeout_minutes: 45"),
+        text.replace("timeout: 30m", "timeout: 45m"),
     )
     .unwrap();
 
