@@ -403,6 +403,14 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
                 else {
                     return Err(format!("must map names to text; {} is not", short(v)));
                 };
+                if let Some(p) = &spec.pattern {
+                    let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| e.to_string())?;
+                    if !re.is_match(k) {
+                        return Err(format!(
+                            "has a key {k:?} that does not match the pattern `{p}`"
+                        ));
+                    }
+                }
                 if k.contains('\0') || v.as_str().is_some_and(|s| s.contains('\0')) {
                     return Err("contains a NUL byte, which no shell or file can carry".to_string());
                 }

@@ -4,6 +4,8 @@
 mod cli;
 mod compile;
 mod golden;
+mod runner;
+mod static_checks;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -133,4 +135,33 @@ pub fn scrub(text: &str) -> String {
     let pattern = format!("{}/[^/ \n:]+", regex::escape(tmp.trim_end_matches('/')));
     let re = regex::Regex::new(&pattern).expect("valid pattern");
     re.replace_all(&text, "[TMP]").into_owned()
+}
+
+/// Whether `tool` is on PATH. The full test run (`BOOTFORGE_REQUIRE_ALL=1`)
+/// fails when it is not; plain `cargo test` says what it skipped.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("BOOTFORGE_REQUIRE_ALL").is_some() {
+            panic!("{tool} is required by the full test run (scripts/test installs it)");
+        }
+        eprintln!("skipped: {tool} is not installed (scripts/test installs it)");
+    }
+    found
+}
+
+/// The built-in library plus the fixture snippets and profiles.
+pub fn fixture_library() -> bootforge::Library {
+    let mut library = bootforge::Library::builtin();
+    library
+        .add_profiles_dir(&fixtures().join("profiles"))
+        .unwrap();
+    library
+        .add_snippets_dir(&fixtures().join("snippets"))
+        .unwrap();
+    library
 }

@@ -1,0 +1,162 @@
+//! Static checks of every payload: `cloud-init schema` on the document,
+//! `bash -n` and shellcheck on every script, `sh -n` on every command that
+//! cloud-init hands to `/bin/sh`.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+
+use crate::{fixture_library, have, root};
+
+/// Every profile of the repository, and the fixture profiles that compile.
+fn profiles() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("profiles"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names.extend(["echo", "merged", "multipart", "gzipped"].map(String::from));
+    names
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run the checker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A script's shell, from its shebang.
+fn shell_of(script: &str) -> Option<&'static str> {
+    let first = script.lines().next()?;
+    if first.starts_with("#!") && first.contains("bash") {
+        Some("bash")
+    } else if first.starts_with("#!") && first.ends_with("sh") {
+        Some("sh")
+    } else {
+        None
+    }
+}
+
+fn check_script(what: &str, shell: &str, script: &str, dir: &Path) {
+    let file = dir.join("script");
+    std::fs::write(&file, script).unwrap();
+    let (ok, text) = run(Command::new(shell).arg("-n").arg(&file));
+    assert!(ok, "{what}: {shell} -n fails:\n{text}");
+    let (ok, text) = run(Command::new("shellcheck").args(["-s", shell]).arg(&file));
+    assert!(
+        ok && text.is_empty(),
+        "{what}: shellcheck finds:\n{text}\n--- script ---\n{script}"
+    );
+}
+
+/// The commands of `runcmd`/`bootcmd`: strings run by /bin/sh, lists run
+/// directly unless they are `[sh|bash, -c, SCRIPT, …]`.
+fn commands(doc: &Value, key: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for item in doc[key].as_sequence().into_iter().flatten() {
+        match item {
+            Value::String(s) => out.push(("sh".to_string(), s.clone())),
+            Value::Sequence(argv) => {
+                let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+                if let [shell @ ("sh" | "bash"), "-c", script, ..] = argv.as_slice() {
+                    out.push((shell.to_string(), script.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_payload_passes_cloud_init_schema() {
+    if !have("cloud-init") {
+        return;
+    }
+    let library = fixture_library();
+    let dir = tempfile::tempdir().unwrap();
+    for name in profiles() {
+        let compiled = bootforge::compile(&library, &name, &[]).unwrap();
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, &compiled.cloud_config).unwrap();
+        let (ok, text) = run(Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(&file));
+        assert!(
+            ok && text.starts_with("Valid cloud-config"),
+            "{name}: cloud-init schema says:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn every_script_passes_bash_n_and_shellcheck() {
+    if !have("shellcheck") {
+        return;
+    }
+    let library = fixture_library();
+    let dir = tempfile::tempdir().unwrap();
+    for name in profiles() {
+        let compiled = bootforge::compile(&library, &name, &[]).unwrap();
+        let mut checked = 0;
+        for file in &compiled.files {
+            if let Some(shell) = shell_of(&file.content) {
+                check_script(
+                    &format!("{name}: {}", file.path),
+                    shell,
+                    &file.content,
+                    dir.path(),
+                );
+                checked += 1;
+            }
+        }
+        for part in &compiled.parts {
+            if let Some(shell) = shell_of(&part.content) {
+                check_script(
+                    &format!("{name}: part {}", part.filename),
+                    shell,
+                    &part.content,
+                    dir.path(),
+                );
+                checked += 1;
+            }
+        }
+        let doc: Value = serde_yaml_ng::from_str(&compiled.cloud_config).unwrap();
+        for key in ["bootcmd", "runcmd"] {
+            for (shell, script) in commands(&doc, key) {
+                check_script(
+                    &format!("{name}: {key} item"),
+                    &shell,
+                    &format!("#!/bin/{shell}\n{script}"),
+                    dir.path(),
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "{name}: no script was found to check");
+    }
+}
+
+#[test]
+fn the_default_payload_is_well_under_the_limit_without_gzip() {
+    let compiled =
+        bootforge::compile(&bootforge::Library::builtin(), "traffic-sign-gpu", &[]).unwrap();
+    assert!(!compiled.payload.gzip);
+    assert!(
+        compiled.payload.bytes.len() < bootforge::USER_DATA_LIMIT * 3 / 4,
+        "{} bytes",
+        compiled.payload.bytes.len()
+    );
+}
