@@ -373,6 +373,22 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c.to_string())
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest
+/// expected name, as a suggestion.
+pub(crate) fn unknown_field_help(message: &str) -> Option<String> {
+    let start = message.find("unknown field `")?;
+    let rest = &message[start + "unknown field `".len()..];
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    match did_you_mean(field, expected.iter().copied()) {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None => Some(format!(
+            "the keys allowed here are: {}",
+            expected.join(", ")
+        )),
+    }
+}
+
 /// Edit distance counting a swap of two neighbours as one edit.
 fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::duration::Duration;
-use crate::error::{Error, Location, Result, did_you_mean};
+use crate::error::{Error, Location, Result, did_you_mean, unknown_field_help};
 use crate::library::Library;
 
 /// The name of the profile `compile` uses when none is given.
@@ -419,22 +419,6 @@ fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
             rest.to_string()
         }
         _ => message.to_string(),
-    }
-}
-
-/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest
-/// expected name, as a suggestion.
-fn unknown_field_help(message: &str) -> Option<String> {
-    let start = message.find("unknown field `")?;
-    let rest = &message[start + "unknown field `".len()..];
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    match did_you_mean(field, expected.iter().copied()) {
-        Some(s) => Some(format!("did you mean `{s}`?")),
-        None => Some(format!(
-            "the keys allowed here are: {}",
-            expected.join(", ")
-        )),
     }
 }
 

@@ -38,6 +38,13 @@ error_snapshot!(yaml_syntax, 1, ["compile", "yaml-syntax"]);
 error_snapshot!(extends_cycle, 1, ["compile", "cycle-a"]);
 error_snapshot!(missing_required_field, 1, ["compile", "missing-ami"]);
 error_snapshot!(job_field_of_wrong_type, 1, ["compile", "wrong-type-job"]);
+error_snapshot!(snippet_manifest_unknown_key, 1, ["compile", "bad-manifest"]);
+error_snapshot!(snippet_template_syntax, 1, ["compile", "bad-template"]);
+error_snapshot!(
+    snippet_fragment_not_a_mapping,
+    1,
+    ["compile", "bad-fragment"]
+);
 error_snapshot!(unknown_profile, 2, ["compile", "trafic-sign-gpu"]);
 error_snapshot!(set_without_equals, 2, ["compile", "--set", "job.timeout"]);
 error_snapshot!(set_unknown_key, 2, ["compile", "--set", "job.timout=5m"]);
