@@ -148,12 +148,12 @@ impl Snippet {
                 what: "snippet manifest",
                 location,
                 file: display.clone(),
+                help: crate::error::unknown_field_help(&message),
                 message: if path == "." {
                     message
                 } else {
                     format!("`{path}`: {message}")
                 },
-                help: None,
             }
         })?;
         let bad = |message: String| Error::Snippet {
