@@ -14,6 +14,7 @@ use crate::golden::{self, Drift};
 use crate::library::Library;
 use crate::profile::{DEFAULT_PROFILE, Override};
 use crate::snippet::Snippet;
+use crate::validate::Severity;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,9 +72,14 @@ enum Command {
     Validate {
         #[arg(value_name = "PROFILE")]
         names: Vec<String>,
+        #[command(flatten)]
+        sets: Sets,
         /// Treat warnings as errors.
         #[arg(long)]
         strict: bool,
+        /// text (on stderr) or json (on stdout, with severity, code, file, line, column and path).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Compare every profile's payload with golden/; exit 1 on drift.
     #[command(
@@ -89,6 +95,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of the profile format (snippets included), for editors.
+    #[command(
+        after_help = "Examples:\n  bootforge schema > schema/profile.schema.json\n  # then start a profile with: # yaml-language-server: $schema=../schema/profile.schema.json"
+    )]
+    Schema,
     /// List profiles or snippets, one line each with its summary.
     #[command(after_help = "Examples:\n  bootforge list\n  bootforge list snippets")]
     List {
@@ -120,6 +131,12 @@ enum Format {
     Base64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ListWhat {
     Profiles,
@@ -142,7 +159,7 @@ where
     match execute(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", crate::validate::Diagnostic::from(&e));
             e.exit_code()
         }
     }
@@ -217,29 +234,57 @@ fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Validate {
-            names: profiles,
-            strict: _,
+            names,
+            sets,
+            strict,
+            format,
         } => {
-            let names: Vec<String> = if profiles.is_empty() {
+            let overrides = sets.parse()?;
+            let names: Vec<String> = if names.is_empty() {
                 library.profile_names().map(str::to_string).collect()
             } else {
-                let mut names = Vec::new();
-                for p in profiles {
-                    names.push(profile_name(&mut library, Some(p))?);
+                let mut resolved = Vec::new();
+                for n in names {
+                    resolved.push(profile_name(&mut library, Some(n))?);
                 }
-                names
+                resolved
             };
-            let mut failed = 0;
+            let mut all = Vec::new();
             for name in &names {
-                if let Err(e) = compile(&library, name, &[]) {
-                    eprintln!("error: {e}");
-                    if e.exit_code() == 2 {
-                        return Ok(2);
+                if library.profile(name).is_none() {
+                    // An unknown name is a usage error, said once, like compile says it.
+                    return Err(crate::profile::load(&library, name, &[]).err().unwrap_or(
+                        Error::Usage {
+                            message: format!("no profile named `{name}`"),
+                        },
+                    ));
+                }
+                all.extend(crate::validate::validate(&library, name, &overrides));
+            }
+            let failing = all.iter().any(|d| {
+                d.severity == Severity::Error || (*strict && d.severity == Severity::Warning)
+            });
+            match format {
+                ReportFormat::Json => print_json(&all),
+                ReportFormat::Text => {
+                    for d in &all {
+                        eprintln!("{d}\n");
                     }
-                    failed += 1;
+                    if failing {
+                        let errors = all.iter().filter(|d| d.severity == Severity::Error).count();
+                        eprintln!(
+                            "{errors} error(s), {} warning(s){}",
+                            all.len() - errors,
+                            if *strict {
+                                " (--strict: warnings fail too)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                 }
             }
-            Ok(if failed > 0 { 1 } else { 0 })
+            Ok(i32::from(failing))
         }
         Command::Check {
             bless,
@@ -281,6 +326,10 @@ fn execute(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(if report.drift.is_empty() { 0 } else { 1 })
+        }
+        Command::Schema => {
+            print_json(&crate::schema::profile_schema(&library));
+            Ok(0)
         }
         Command::List { what, json } => {
             let rows: Vec<(String, String)> = match what {

@@ -7,7 +7,7 @@ use minijinja::value::{Serde, Value as JinjaValue};
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::error::{Error, Result, did_you_mean};
+use crate::error::{Error, Location, Result, did_you_mean};
 use crate::library::Library;
 use crate::merge::Merger;
 use crate::payload::{self, Part, Payload};
@@ -107,13 +107,14 @@ pub fn compile(library: &Library, name: &str, overrides: &[Override]) -> Result<
 }
 
 fn check_required(p: &LoadedProfile) -> Result<()> {
-    let missing = |path: &str, what: &str| Error::Profile {
-        file: p.file.clone(),
-        path: path.to_string(),
-        message: format!("is missing: {what}"),
-        help: Some(format!(
-            "add `{path}` to the profile or to a profile it extends"
-        )),
+    let missing = |path: &str, what: &str| {
+        p.error(
+            path,
+            format!("is missing: {what}"),
+            Some(format!(
+                "add `{path}` to the profile or to a profile it extends"
+            )),
+        )
     };
     let job = &p.profile.job;
     let instance = &p.profile.instance;
@@ -139,36 +140,25 @@ fn check_required(p: &LoadedProfile) -> Result<()> {
         .expect("valid regex")
         .is_match(&job.id);
     if !id_ok {
-        let origin = p.origin("job.id");
-        let message = format!(
-            "is {:?}: a job id is 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
-            job.id
-        );
-        return Err(match origin {
-            Origin::Set(arg) => Error::Set {
-                arg,
-                message,
-                help: Some("it names the job's log directory and its tags".to_string()),
-            },
-            origin => Error::Profile {
-                file: p.file_of(&origin).to_string(),
-                path: "job.id".to_string(),
-                message,
-                help: None,
-            },
-        });
+        return Err(p.error(
+            "job.id",
+            format!(
+                "is {:?}: a job id is 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+                job.id
+            ),
+            Some("it names the job's log directory and its tags".to_string()),
+        ));
     }
     for (path, value) in [
         ("job.log_dir", &job.log_dir),
         ("job.state_dir", &job.state_dir),
     ] {
         if !value.starts_with('/') || value.chars().any(char::is_control) {
-            return Err(Error::Profile {
-                file: p.file_of(&p.origin(path)).to_string(),
-                path: path.to_string(),
-                message: format!("is {value:?}, but must be an absolute path"),
-                help: None,
-            });
+            return Err(p.error(
+                path,
+                format!("is {value:?}, but must be an absolute path"),
+                None,
+            ));
         }
     }
     Ok(())
@@ -199,6 +189,7 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
                         serde_json::to_string(other).unwrap_or_default()
                     ),
                     None,
+                    false,
                 ));
             }
         };
@@ -206,11 +197,15 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
             file: p.file_of(&p.origin(&path)).to_string(),
             name: name.clone(),
             suggestion: did_you_mean(name, library.snippet_names()),
+            location: p.locate_key(&path),
         })?;
         let snippet = Snippet::load(name, files)?;
         let params = snippet.resolve_params(&given).map_err(|e| {
-            let path = format!("{path}.{}", e.param);
-            param_error(p, name, &e.param, &path, e.message, e.help)
+            let path = format!("{path}.{}{}", e.param, e.at);
+            let unknown = !snippet.manifest.params.contains_key(&e.param)
+                || e.message.contains("unknown field")
+                || e.message.contains("has a key");
+            param_error(p, name, &e.param, &path, e.message, e.help, unknown)
         })?;
         let resolved = ResolvedSnippet {
             name: name.clone(),
@@ -240,15 +235,16 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
     }
     let enabled: Vec<&str> = uses.iter().map(|u| u.resolved.name.as_str()).collect();
     for u in &uses {
-        let file = p
-            .file_of(&p.origin(&format!("snippets.{}", u.resolved.name)))
-            .to_string();
+        let key = format!("snippets.{}", u.resolved.name);
+        let file = p.file_of(&p.origin(&key)).to_string();
+        let location = p.locate_key(&key);
         for required in &u.snippet.manifest.requires {
             if !enabled.contains(&required.as_str()) {
                 return Err(Error::Requires {
                     file,
                     snippet: u.resolved.name.clone(),
                     required: required.clone(),
+                    location,
                 });
             }
         }
@@ -256,9 +252,10 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
         for before in &u.snippet.manifest.after {
             if position(before) > position(&u.resolved.name) {
                 return Err(Error::Order {
-                    file: file.clone(),
+                    file,
                     snippet: u.resolved.name.clone(),
                     before: before.clone(),
+                    location,
                 });
             }
         }
@@ -268,6 +265,7 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
                     file,
                     snippet: u.resolved.name.clone(),
                     other: other.clone(),
+                    location,
                 });
             }
         }
@@ -282,6 +280,7 @@ fn param_error(
     path: &str,
     message: String,
     help: Option<String>,
+    at_key: bool,
 ) -> Error {
     let origin = p.origin(path);
     match origin {
@@ -291,6 +290,11 @@ fn param_error(
             help,
         },
         origin => Error::Param {
+            location: if at_key {
+                p.locate_key(path)
+            } else {
+                p.locate(path)
+            },
             file: p.file_of(&origin).to_string(),
             snippet: snippet.to_string(),
             param: param.to_string(),
@@ -310,14 +314,23 @@ struct Shared<'a> {
 
 fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedFile>, Vec<Part>)> {
     let mut env = render::environment();
+    // Template sources by name, to point at the line an error is on.
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
     for u in uses {
         for (file, text) in &u.snippet.files.files {
             if file == MANIFEST {
                 continue;
             }
             let name = format!("{}/{file}", u.snippet.files.dir);
-            env.add_template_owned(name.clone(), text.clone())
-                .map_err(|e| render_error(&u.resolved, &name, &e))?;
+            sources.insert(name.clone(), text.clone());
+        }
+    }
+    for u in uses {
+        for file in u.snippet.files.files.keys().filter(|f| *f != MANIFEST) {
+            let name = format!("{}/{file}", u.snippet.files.dir);
+            let text = sources[&name].clone();
+            env.add_template_owned(name.clone(), text)
+                .map_err(|e| render_error(&u.resolved, &name, &e, &sources))?;
         }
     }
 
@@ -354,7 +367,7 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
             let name = format!("{dir}/{template}");
             env.get_template(&name)
                 .and_then(|t| t.render(ctx.clone()))
-                .map_err(|e| render_error(&u.resolved, &name, &e))
+                .map_err(|e| render_error(&u.resolved, &name, &e, &sources))
         };
         let manifest = &u.snippet.manifest;
         if let Some(template) = &manifest.cloud_config {
@@ -378,7 +391,12 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
         }
         for spec in &manifest.files {
             let path = env.render_str(&spec.path, ctx.clone()).map_err(|e| {
-                render_error(&u.resolved, &format!("{dir}/{MANIFEST} (file path)"), &e)
+                render_error(
+                    &u.resolved,
+                    &format!("{dir}/{MANIFEST} (file path)"),
+                    &e,
+                    &sources,
+                )
             })?;
             if !path.starts_with('/') || path.chars().any(char::is_control) {
                 return Err(Error::Output {
@@ -471,12 +489,31 @@ fn job_view(job: &crate::profile::Job) -> serde_json::Value {
     view
 }
 
-fn render_error(snippet: &ResolvedSnippet, template: &str, e: &minijinja::Error) -> Error {
+fn render_error(
+    snippet: &ResolvedSnippet,
+    template: &str,
+    e: &minijinja::Error,
+    sources: &BTreeMap<String, String>,
+) -> Error {
     let (line, message) = render::describe(e);
+    let at = e.name().unwrap_or(template);
+    let location = sources.get(at).zip(line).map(|(text, line)| {
+        let start = text
+            .lines()
+            .take(line - 1)
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
+        let (column, len) = match e.range() {
+            Some(r) if r.start >= start => (text[start..r.start].chars().count() + 1, r.len()),
+            _ => (1, 1),
+        };
+        Location::in_source(at, text, line, column).with_len(len)
+    });
     Error::Render {
         snippet: snippet.name.clone(),
-        template: template.to_string(),
+        template: at.to_string(),
         line,
+        location,
         message,
         fed_by: snippet
             .params

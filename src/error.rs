@@ -10,6 +10,8 @@ pub struct Location {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// How many characters the carets underline.
+    pub len: usize,
     pub text: Option<String>,
 }
 
@@ -19,13 +21,20 @@ impl Location {
         let text = source
             .lines()
             .nth(line.saturating_sub(1))
-            .map(|l| l.to_string());
+            .map(str::to_string);
         Location {
             file: file.to_string(),
             line,
             column,
+            len: 1,
             text,
         }
+    }
+
+    /// The same place, underlining `len` characters.
+    pub fn with_len(mut self, len: usize) -> Location {
+        self.len = len.max(1);
+        self
     }
 }
 
@@ -36,13 +45,15 @@ impl fmt::Display for Location {
             let gutter = self.line.to_string().len();
             let pad = " ".repeat(gutter);
             write!(f, "\n{pad} |\n{} | {text}\n{pad} | ", self.line)?;
-            let caret_at = self.column.saturating_sub(1).min(text.chars().count());
+            let width = text.chars().count();
+            let at = self.column.saturating_sub(1).min(width);
             let lead: String = text
                 .chars()
-                .take(caret_at)
+                .take(at)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            write!(f, "{lead}^")?;
+            let len = self.len.min(width.saturating_sub(at)).max(1);
+            write!(f, "{lead}{}", "^".repeat(len))?;
         }
         Ok(())
     }
@@ -71,6 +82,7 @@ pub enum Error {
         path: String,
         message: String,
         help: Option<String>,
+        location: Option<Location>,
     },
     /// No profile of that name.
     UnknownProfile {
@@ -83,9 +95,13 @@ pub enum Error {
         file: String,
         name: String,
         suggestion: Option<String>,
+        location: Option<Location>,
     },
     /// `extends` goes round in a circle.
-    ExtendsCycle { chain: Vec<String> },
+    ExtendsCycle {
+        chain: Vec<String>,
+        location: Option<Location>,
+    },
     /// A `--set` argument that cannot be applied.
     Set {
         arg: String,
@@ -100,24 +116,28 @@ pub enum Error {
         origin: String,
         message: String,
         help: Option<String>,
+        location: Option<Location>,
     },
     /// A snippet that needs another one which the profile does not use.
     Requires {
         file: String,
         snippet: String,
         required: String,
+        location: Option<Location>,
     },
     /// A snippet listed before one that must run first.
     Order {
         file: String,
         snippet: String,
         before: String,
+        location: Option<Location>,
     },
     /// Two snippets that cannot be used together.
     Conflicts {
         file: String,
         snippet: String,
         other: String,
+        location: Option<Location>,
     },
     /// A snippet's own files are wrong (manifest, template syntax).
     Snippet { snippet: String, message: String },
@@ -126,6 +146,7 @@ pub enum Error {
         snippet: String,
         template: String,
         line: Option<usize>,
+        location: Option<Location>,
         message: String,
         fed_by: Vec<String>,
     },
@@ -166,6 +187,68 @@ impl Error {
         }
     }
 
+    /// A short stable name for the kind of problem, for programs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Yaml { message, .. } if message.contains("unknown field") => "unknown-key",
+            Error::Yaml { message, .. }
+                if message.contains("invalid type")
+                    || message.contains("invalid value")
+                    || message.contains("not a duration")
+                    || message.contains("has no unit") =>
+            {
+                "wrong-type"
+            }
+            Error::Yaml { .. } => "yaml-syntax",
+            Error::Profile { .. } => "invalid-value",
+            Error::UnknownProfile { .. } => "unknown-profile",
+            Error::UnknownSnippet { .. } => "unknown-snippet",
+            Error::ExtendsCycle { .. } => "extends-cycle",
+            Error::Set { .. } => "bad-set",
+            Error::Param { .. } => "bad-param",
+            Error::Requires { .. } => "requires",
+            Error::Order { .. } => "order",
+            Error::Conflicts { .. } => "conflicts",
+            Error::Snippet { .. } => "bad-snippet",
+            Error::Render { .. } => "render",
+            Error::MergeConflict { .. } => "merge-conflict",
+            Error::Output { .. } => "bad-output",
+            Error::TooLarge { .. } => "too-large",
+            Error::Usage { .. } => "usage",
+        }
+    }
+
+    /// Where in a file the problem is, when that is known.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::Yaml { location, .. }
+            | Error::Profile { location, .. }
+            | Error::UnknownSnippet { location, .. }
+            | Error::ExtendsCycle { location, .. }
+            | Error::Param { location, .. }
+            | Error::Requires { location, .. }
+            | Error::Order { location, .. }
+            | Error::Conflicts { location, .. }
+            | Error::Render { location, .. } => location.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The file the problem is in, when it is in one.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            Error::Yaml { file, .. }
+            | Error::Profile { file, .. }
+            | Error::UnknownSnippet { file, .. }
+            | Error::Param { file, .. }
+            | Error::Requires { file, .. }
+            | Error::Order { file, .. }
+            | Error::Conflicts { file, .. } => Some(file),
+            _ => self.location().map(|l| l.file.as_str()),
+        }
+    }
+
     pub(crate) fn io(
         path: impl Into<PathBuf>,
         action: &'static str,
@@ -177,176 +260,179 @@ impl Error {
             source,
         }
     }
-}
 
-fn help(f: &mut fmt::Formatter<'_>, help: &Option<String>) -> fmt::Result {
-    match help {
-        Some(h) => write!(f, "\n  = help: {h}"),
-        None => Ok(()),
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// What went wrong, in one line.
+    pub fn message(&self) -> String {
         match self {
             Error::Io {
                 path,
                 action,
                 source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            } => format!("cannot {action} {}: {source}", path.display()),
             Error::Yaml {
                 what,
-                location,
                 file,
                 message,
-                help: h,
-            } => {
-                write!(f, "invalid {what} {file}: {message}")?;
-                if let Some(location) = location {
-                    write!(f, "\n{location}")?;
-                }
-                help(f, h)
-            }
+                ..
+            } => format!("invalid {what} {file}: {message}"),
             Error::Profile {
                 file,
                 path,
                 message,
-                help: h,
-            } => {
-                write!(f, "invalid profile {file}: `{path}` {message}")?;
-                help(f, h)
-            }
+                ..
+            } => format!("invalid profile {file}: `{path}` {message}"),
             Error::UnknownProfile {
-                name,
-                suggestion,
-                known,
-            } => {
-                write!(f, "no profile named `{name}`")?;
-                if let Some(s) = suggestion {
-                    write!(f, "; did you mean `{s}`?")?;
-                }
-                if known.is_empty() {
-                    write!(
-                        f,
-                        "\n  = help: no profile is known; add one with --profiles DIR"
-                    )
-                } else {
-                    write!(
-                        f,
-                        "\n  = help: known profiles: {} (add more with --profiles DIR, or give a path to a .yaml file)",
-                        known.join(", ")
-                    )
-                }
-            }
+                name, suggestion, ..
+            } => match suggestion {
+                Some(s) => format!("no profile named `{name}`; did you mean `{s}`?"),
+                None => format!("no profile named `{name}`"),
+            },
             Error::UnknownSnippet {
                 file,
                 name,
                 suggestion,
-            } => {
-                write!(f, "invalid profile {file}: no snippet named `{name}`")?;
-                match suggestion {
-                    Some(s) => write!(f, "; did you mean `{s}`?"),
-                    None => write!(
-                        f,
-                        "\n  = help: `bootforge list snippets` shows the snippets there are; add your own with --snippets DIR"
-                    ),
-                }
+                ..
+            } => match suggestion {
+                Some(s) => format!(
+                    "invalid profile {file}: no snippet named `{name}`; did you mean `{s}`?"
+                ),
+                None => format!("invalid profile {file}: no snippet named `{name}`"),
+            },
+            Error::ExtendsCycle { chain, .. } => {
+                format!(
+                    "profiles extend each other in a circle: {}",
+                    chain.join(" -> ")
+                )
             }
-            Error::ExtendsCycle { chain } => write!(
-                f,
-                "profiles extend each other in a circle: {}\n  = help: remove one of these `extends:` lines",
-                chain.join(" -> ")
-            ),
-            Error::Set {
-                arg,
-                message,
-                help: h,
-            } => {
-                write!(f, "invalid --set {arg}: {message}")?;
-                help(f, h)
-            }
+            Error::Set { arg, message, .. } => format!("invalid --set {arg}: {message}"),
             Error::Param {
                 file,
                 snippet,
                 param,
                 origin,
                 message,
-                help: h,
+                ..
             } => {
-                write!(
-                    f,
+                format!(
                     "invalid profile {file}: snippet `{snippet}`, parameter `{param}` ({origin}) {message}"
-                )?;
-                help(f, h)
+                )
             }
             Error::Requires {
                 file,
                 snippet,
                 required,
-            } => write!(
-                f,
-                "invalid profile {file}: snippet `{snippet}` requires snippet `{required}`, which the profile does not use\n  = help: add `{required}:` under `snippets:` before `{snippet}`"
+                ..
+            } => format!(
+                "invalid profile {file}: snippet `{snippet}` requires snippet `{required}`, which the profile does not use"
             ),
             Error::Order {
                 file,
                 snippet,
                 before,
-            } => write!(
-                f,
-                "invalid profile {file}: snippet `{snippet}` must come after `{before}` under `snippets:`\n  = help: move `{before}` above `{snippet}`"
-            ),
+                ..
+            } => {
+                format!(
+                    "invalid profile {file}: snippet `{snippet}` must come after `{before}` under `snippets:`"
+                )
+            }
             Error::Conflicts {
                 file,
                 snippet,
                 other,
-            } => write!(
-                f,
-                "invalid profile {file}: snippets `{snippet}` and `{other}` cannot be used together\n  = help: keep one of them (set the other to `false` to drop it from a parent profile)"
-            ),
+                ..
+            } => {
+                format!(
+                    "invalid profile {file}: snippets `{snippet}` and `{other}` cannot be used together"
+                )
+            }
             Error::Snippet { snippet, message } => {
-                write!(f, "invalid snippet `{snippet}`: {message}")
+                format!("invalid snippet `{snippet}`: {message}")
             }
             Error::Render {
                 snippet,
                 template,
                 line,
                 message,
-                fed_by,
-            } => {
-                write!(f, "snippet `{snippet}` failed to render {template}")?;
-                if let Some(line) = line {
-                    write!(f, " at line {line}")?;
-                }
-                write!(f, ": {message}")?;
-                if !fed_by.is_empty() {
-                    write!(f, "\n  = note: its values came from {}", fed_by.join(", "))?;
-                }
-                Ok(())
-            }
+                ..
+            } => match line {
+                Some(line) => format!(
+                    "snippet `{snippet}` failed to render {template} at line {line}: {message}"
+                ),
+                None => format!("snippet `{snippet}` failed to render {template}: {message}"),
+            },
             Error::MergeConflict {
                 key,
                 first,
                 first_value,
                 second,
                 second_value,
-            } => write!(
-                f,
-                "snippets `{first}` and `{second}` both set cloud-config `{key}`: `{first}` says {first_value}, `{second}` says {second_value}\n  = help: change one snippet's parameters so that they agree, or drop one of the snippets"
+            } => format!(
+                "snippets `{first}` and `{second}` both set cloud-config `{key}`: `{first}` says {first_value}, `{second}` says {second_value}"
             ),
             Error::Output { snippet, message } => {
-                write!(f, "snippet `{snippet}` produced invalid output: {message}")
+                format!("snippet `{snippet}` produced invalid output: {message}")
             }
             Error::TooLarge {
                 profile,
                 raw,
                 gzipped,
                 limit,
-            } => write!(
-                f,
-                "the payload of profile `{profile}` is {raw} bytes, {gzipped} bytes gzipped: more than EC2's user-data limit of {limit} bytes\n  = help: move large files to the EFS or an S3 object the instance fetches, and keep user-data to the boot logic"
+            } => format!(
+                "the payload of profile `{profile}` is {raw} bytes, {gzipped} bytes gzipped: more than EC2's user-data limit of {limit} bytes"
             ),
-            Error::Usage { message } => write!(f, "{message}"),
+            Error::Usage { message } => message.clone(),
         }
+    }
+
+    /// What to do about it, when there is more to say than the message.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Yaml { help, .. } | Error::Profile { help, .. } | Error::Set { help, .. } | Error::Param { help, .. } => {
+                help.clone()
+            }
+            Error::UnknownProfile { known, .. } if known.is_empty() => {
+                Some("no profile is known; add one with --profiles DIR".to_string())
+            }
+            Error::UnknownProfile { known, .. } => Some(format!(
+                "known profiles: {} (add more with --profiles DIR, or give a path to a .yaml file)",
+                known.join(", ")
+            )),
+            Error::UnknownSnippet { suggestion: None, .. } => Some(
+                "`bootforge list snippets` shows the snippets there are; add your own with --snippets DIR".to_string(),
+            ),
+            Error::ExtendsCycle { .. } => Some("remove one of these `extends:` lines".to_string()),
+            Error::Requires { snippet, required, .. } => {
+                Some(format!("add `{required}:` under `snippets:` before `{snippet}`"))
+            }
+            Error::Order { snippet, before, .. } => Some(format!("move `{before}` above `{snippet}`")),
+            Error::Conflicts { .. } => {
+                Some("keep one of them (set the other to `false` to drop it from a parent profile)".to_string())
+            }
+            Error::Render { fed_by, .. } if !fed_by.is_empty() => {
+                Some(format!("its values came from {}", fed_by.join(", ")))
+            }
+            Error::MergeConflict { .. } => Some(
+                "change one snippet's parameters so that they agree, or drop one of the snippets".to_string(),
+            ),
+            Error::TooLarge { .. } => Some(
+                "move large files to the EFS or an S3 object the instance fetches, and keep user-data to the boot logic"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message())?;
+        if let Some(location) = self.location() {
+            write!(f, "\n{location}")?;
+        }
+        if let Some(help) = self.help() {
+            write!(f, "\n  = help: {help}")?;
+        }
+        Ok(())
     }
 }
 
@@ -434,5 +520,7 @@ mod tests {
             loc.to_string(),
             "  --> p.yaml:2:3\n  |\n2 |   bad: x\n  |   ^"
         );
+        let loc = loc.with_len(3);
+        assert!(loc.to_string().ends_with("  |   ^^^"));
     }
 }

@@ -14,6 +14,7 @@
 // Errors end the command that meets them; their size costs nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod catalog;
 mod cli;
 mod compile;
 mod duration;
@@ -25,7 +26,10 @@ mod merge;
 mod payload;
 mod profile;
 mod render;
+mod schema;
 mod snippet;
+mod source_map;
+mod validate;
 
 pub use cli::run;
 pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, compile};
@@ -39,4 +43,6 @@ pub use profile::{
     Compression, DEFAULT_PROFILE, Instance, Job, LoadedProfile, Origin, Override, Profile,
 };
 pub use render::quote as shell_quote;
+pub use schema::profile_schema;
 pub use snippet::{Manifest, Param, ParamKind};
+pub use validate::{Diagnostic, Severity, validate};

@@ -130,6 +130,24 @@ impl Library {
         Ok(name)
     }
 
+    /// Adds one profile from text, shown in messages as `display`.
+    ///
+    /// ```
+    /// let mut library = bootforge::Library::builtin();
+    /// library.add_profile_text("quick", "<celery task>", "extends: traffic-sign-gpu\njob:\n  timeout: 30m\n");
+    /// let compiled = bootforge::compile(&library, "quick", &[]).unwrap();
+    /// assert!(compiled.cloud_config.contains("TIMEOUT_S=1800"));
+    /// ```
+    pub fn add_profile_text(&mut self, name: &str, display: &str, text: &str) {
+        self.profiles.insert(
+            name.to_string(),
+            SourceFile {
+                display: display.to_string(),
+                text: text.to_string(),
+            },
+        );
+    }
+
     pub fn profile(&self, name: &str) -> Option<&SourceFile> {
         self.profiles.get(name)
     }

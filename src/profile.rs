@@ -9,7 +9,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::duration::Duration;
 use crate::error::{Error, Location, Result, did_you_mean, unknown_field_help};
-use crate::library::Library;
+use crate::library::{Library, SourceFile};
+use crate::source_map::{SourceMap, Span};
 
 /// The name of the profile `compile` uses when none is given.
 pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";
@@ -41,6 +42,9 @@ pub struct Instance {
     pub types: Vec<String>,
     /// Subnets to try, in order.
     pub subnets: Vec<String>,
+    /// The zone of the subnets, when stated (checked against the region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
     pub security_groups: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_pair: Option<String>,
@@ -70,6 +74,7 @@ impl Default for Instance {
             ami: String::new(),
             types: Vec::new(),
             subnets: Vec::new(),
+            availability_zone: None,
             security_groups: Vec::new(),
             key_pair: None,
             instance_profile: None,
@@ -174,8 +179,8 @@ pub struct LoadedProfile {
     /// Where each value that did not come from a default came from, by
     /// dotted path (`job.timeout`, `snippets.efs-mount.mounts`).
     pub origins: BTreeMap<String, Origin>,
-    /// Files of the chain by profile name, for messages.
-    files: BTreeMap<String, String>,
+    /// The files of the chain by profile name, for messages and positions.
+    files: BTreeMap<String, SourceFile>,
 }
 
 impl LoadedProfile {
@@ -191,10 +196,66 @@ impl LoadedProfile {
             Origin::Profile(name) | Origin::Parent(name) => self
                 .files
                 .get(name)
-                .map_or(self.file.as_str(), String::as_str),
+                .map_or(self.file.as_str(), |f| f.display.as_str()),
             _ => &self.file,
         }
     }
+
+    /// An error about the value at `path`, said against where it came from:
+    /// the `--set` argument, or the file and position that hold it.
+    pub fn error(&self, path: &str, message: String, help: Option<String>) -> Error {
+        match self.origin(path) {
+            Origin::Set(arg) => Error::Set {
+                arg,
+                message: format!("`{path}` {message}"),
+                help,
+            },
+            origin => Error::Profile {
+                file: self.file_of(&origin).to_string(),
+                path: path.to_string(),
+                message,
+                help,
+                location: self.locate(path),
+            },
+        }
+    }
+
+    /// Where `path` is written: in the file its value came from, or, for a
+    /// default, the nearest enclosing value of the profile's own file.
+    pub fn locate(&self, path: &str) -> Option<Location> {
+        self.find(path, |map| map.locate(path))
+    }
+
+    /// The key `path` itself, in the file its value came from.
+    pub fn locate_key(&self, path: &str) -> Option<Location> {
+        self.find(path, |map| map.key(path).or_else(|| map.locate(path)))
+    }
+
+    fn find(&self, path: &str, pick: impl Fn(&SourceMap) -> Option<Span>) -> Option<Location> {
+        let source = match self.origin(path) {
+            Origin::Profile(name) | Origin::Parent(name) => self.files.get(&name),
+            _ => self.files.get(&self.name),
+        }?;
+        // A value the file lacks altogether is pointed at from its first line.
+        let span = pick(&SourceMap::new(&source.text)).unwrap_or(Span {
+            line: 1,
+            column: 1,
+            len: 1,
+        });
+        Some(
+            Location::in_source(&source.display, &source.text, span.line, span.column)
+                .with_len(span.len),
+        )
+    }
+}
+
+/// The position of the `extends:` value in `source`.
+fn extends_location(source: &SourceFile) -> Option<Location> {
+    let span = SourceMap::new(&source.text).locate("extends")?;
+    Some(
+        Location::in_source(&source.display, &source.text, span.line, span.column)
+            .with_len(span.len),
+    )
 }
 
 /// A `--set dotted.path=value` argument.
@@ -251,24 +312,39 @@ impl Override {
 pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<LoadedProfile> {
     let mut chain = Vec::new();
     let mut layers = Vec::new();
-    let mut files = BTreeMap::new();
+    let mut files: BTreeMap<String, SourceFile> = BTreeMap::new();
     let mut next = Some(name.to_string());
     while let Some(current) = next.take() {
+        let child = chain.last().and_then(|c: &String| files.get(c));
         if chain.contains(&current) {
+            let location = child.and_then(extends_location);
             chain.push(current);
-            return Err(Error::ExtendsCycle { chain });
+            return Err(Error::ExtendsCycle { chain, location });
         }
-        let source = library.profile(&current).ok_or_else(|| {
+        let Some(source) = library.profile(&current) else {
             let known: Vec<String> = library.profile_names().map(str::to_string).collect();
-            Error::UnknownProfile {
-                suggestion: did_you_mean(&current, known.iter().map(String::as_str)),
-                name: current.clone(),
-                known,
-            }
-        })?;
+            let suggestion = did_you_mean(&current, known.iter().map(String::as_str));
+            return Err(match child {
+                Some(child) => Error::Profile {
+                    file: child.display.clone(),
+                    path: "extends".to_string(),
+                    message: format!("names profile `{current}`, which does not exist"),
+                    help: Some(match suggestion {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("known profiles: {}", known.join(", ")),
+                    }),
+                    location: extends_location(child),
+                },
+                None => Error::UnknownProfile {
+                    suggestion,
+                    name: current,
+                    known,
+                },
+            });
+        };
         let (value, shape) = parse_file(&source.display, &source.text)?;
         next = shape.extends.clone();
-        files.insert(current.clone(), source.display.clone());
+        files.insert(current.clone(), source.clone());
         chain.push(current);
         layers.push(value);
     }
@@ -291,7 +367,7 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
         m.remove("extends");
     }
 
-    let file = files[name].clone();
+    let file = files[name].display.clone();
     let profile: Profile = serde_path_to_error::deserialize(merged).map_err(|e| {
         let path = e.path().to_string();
         let message = humanize(&e.inner().to_string());
@@ -302,12 +378,23 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
                 help: unknown_field_help(&message),
                 message: format!("`{path}`: {message}"),
             },
-            _ => Error::Profile {
-                file: file.clone(),
-                help: unknown_field_help(&message),
-                path,
-                message,
-            },
+            origin => {
+                let source = match &origin {
+                    Some(Origin::Profile(n) | Origin::Parent(n)) => &files[n],
+                    _ => &files[name],
+                };
+                let location = SourceMap::new(&source.text).locate(&path).map(|span| {
+                    Location::in_source(&source.display, &source.text, span.line, span.column)
+                        .with_len(span.len)
+                });
+                Error::Profile {
+                    file: source.display.clone(),
+                    help: unknown_field_help(&message),
+                    path,
+                    message,
+                    location,
+                }
+            }
         }
     })?;
     Ok(LoadedProfile {
@@ -336,7 +423,7 @@ fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Orig
         if let Some(o) = origins.get(probe) {
             return Some(o.clone());
         }
-        probe = &probe[..probe.rfind('.')?];
+        probe = &probe[..probe.rfind(['.', '['])?];
     }
 }
 
@@ -344,9 +431,19 @@ fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Orig
 /// position when there is one.
 fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
     let yaml_error = |e: serde_yaml_ng::Error, path: Option<String>| {
-        let location = e
-            .location()
-            .map(|l| Location::in_source(display, text, l.line(), l.column()));
+        // The path, when there is one, gives the whole key or value to underline.
+        let map = SourceMap::new(text);
+        let unknown = e.to_string().contains("unknown field");
+        let span = path
+            .as_deref()
+            .filter(|p| *p != ".")
+            .and_then(|p| if unknown { map.key(p) } else { map.locate(p) });
+        let location = match span {
+            Some(s) => Some(Location::in_source(display, text, s.line, s.column).with_len(s.len)),
+            None => e
+                .location()
+                .map(|l| Location::in_source(display, text, l.line(), l.column())),
+        };
         let message = e.to_string();
         let message = match message.split_once(" at line ") {
             Some((head, _)) if location.is_some() => head.to_string(),

@@ -201,6 +201,7 @@ impl Snippet {
                 let names = self.manifest.params.keys().map(String::as_str);
                 return Err(ParamError {
                     param: key.to_string(),
+                    at: String::new(),
                     help: Some(match crate::error::did_you_mean(key, names) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
@@ -222,16 +223,17 @@ impl Snippet {
         for (name, spec) in &self.manifest.params {
             let value = given.get(name.as_str()).filter(|v| !v.is_null());
             let value = match (value, &spec.default) {
-                (Some(v), _) => check_value(v, spec),
+                (Some(v), _) => check(v, spec),
                 (None, Some(d)) => Ok(d.clone()),
                 (None, None) if spec.required => {
-                    Err("is required; set it in the profile".to_string())
+                    Err(Issue::new("is required; set it in the profile"))
                 }
                 (None, None) => Ok(Value::Null),
             }
-            .map_err(|message| ParamError {
+            .map_err(|issue| ParamError {
                 param: name.clone(),
-                message,
+                at: issue.at,
+                message: issue.message,
                 help: (!spec.summary.is_empty()).then(|| format!("`{name}`: {}", spec.summary)),
             })?;
             out.insert(Value::String(name.clone()), value);
@@ -244,6 +246,8 @@ impl Snippet {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamError {
     pub param: String,
+    /// Where inside the parameter's value (`[1].fs_id`), when inside it.
+    pub at: String,
     pub message: String,
     pub help: Option<String>,
 }
@@ -291,6 +295,34 @@ fn short(v: &Value) -> String {
 
 /// Checks `value` against `spec`, returning it with object defaults filled in.
 pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, String> {
+    check(value, spec).map_err(|i| i.message)
+}
+
+/// A value that does not fit, and where inside the value (`[1].fs_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    pub at: String,
+    pub message: String,
+}
+
+impl Issue {
+    fn new(message: impl Into<String>) -> Issue {
+        Issue {
+            at: String::new(),
+            message: message.into(),
+        }
+    }
+
+    fn under(self, at: String, lead: String) -> Issue {
+        Issue {
+            at: format!("{at}{}", self.at),
+            message: format!("{lead}{}", self.message),
+        }
+    }
+}
+
+/// [`check_value`], saying where inside the value the problem is.
+pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
     let wrong = |want: &str| {
         format!(
             "must be {want}, not {} ({})",
@@ -304,59 +336,65 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
                 Value::String(s) => s.clone(),
                 // Numbers where text is expected are taken as their text.
                 Value::Number(n) if spec.kind == ParamKind::String => n.to_string(),
-                _ => return Err(wrong("a string")),
+                _ => return Err(Issue::new(wrong("a string"))),
             };
             if s.contains('\0') {
-                return Err("contains a NUL byte, which no shell or file can carry".to_string());
+                return Err(Issue::new(
+                    "contains a NUL byte, which no shell or file can carry",
+                ));
             }
             if spec.kind == ParamKind::Path {
                 if !s.starts_with('/') {
-                    return Err(format!(
+                    return Err(Issue::new(format!(
                         "must be an absolute path (starting with /), not {s:?}"
-                    ));
+                    )));
                 }
                 if s.chars().any(char::is_control) {
-                    return Err(
-                        "is a path with a control character (newline, tab…) in it".to_string()
-                    );
+                    return Err(Issue::new(
+                        "is a path with a control character (newline, tab…) in it",
+                    ));
                 }
             }
             if let Some(p) = &spec.pattern {
-                let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| e.to_string())?;
+                let re = regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| Issue::new(e.to_string()))?;
                 if !re.is_match(&s) {
-                    return Err(format!("{s:?} does not match the pattern `{p}`"));
+                    return Err(Issue::new(format!(
+                        "{s:?} does not match the pattern `{p}`"
+                    )));
                 }
             }
             Value::String(s)
         }
         ParamKind::Integer => match value {
             Value::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
-            _ => return Err(wrong("an integer")),
+            _ => return Err(Issue::new(wrong("an integer"))),
         },
         ParamKind::Number => match value {
             Value::Number(_) => value.clone(),
-            _ => return Err(wrong("a number")),
+            _ => return Err(Issue::new(wrong("a number"))),
         },
         ParamKind::Boolean => match value {
             Value::Bool(_) => value.clone(),
-            _ => return Err(wrong("true or false")),
+            _ => return Err(Issue::new(wrong("true or false"))),
         },
         ParamKind::List => {
             let Value::Sequence(items) = value else {
-                return Err(wrong("a list"));
+                return Err(Issue::new(wrong("a list")));
             };
             let item_spec = spec.items.as_deref().cloned().unwrap_or_default();
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 out.push(
-                    check_value(item, &item_spec).map_err(|m| format!("item {}: {m}", i + 1))?,
+                    check(item, &item_spec)
+                        .map_err(|e| e.under(format!("[{i}]"), format!("item {}: ", i + 1)))?,
                 );
             }
             Value::Sequence(out)
         }
         ParamKind::Object => {
             let Value::Mapping(map) = value else {
-                return Err(wrong("a mapping"));
+                return Err(Issue::new(wrong("a mapping")));
             };
             for key in map.keys() {
                 let key = key.as_str().unwrap_or_default();
@@ -370,7 +408,10 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
                                     spec.fields.keys().cloned().collect::<Vec<_>>().join(", ")
                                 )
                             });
-                    return Err(format!("has an unknown field `{key}`{hint}"));
+                    return Err(Issue {
+                        at: format!(".{key}"),
+                        message: format!("has an unknown field `{key}`{hint}"),
+                    });
                 }
             }
             let mut out = Mapping::new();
@@ -379,12 +420,13 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
                     map.get(field.as_str()).filter(|v| !v.is_null()),
                     &fspec.default,
                 ) {
-                    (Some(v), _) => {
-                        check_value(v, fspec).map_err(|m| format!("field `{field}` {m}"))?
-                    }
+                    (Some(v), _) => check(v, fspec)
+                        .map_err(|e| e.under(format!(".{field}"), format!("field `{field}` ")))?,
                     (None, Some(d)) => d.clone(),
                     (None, None) if fspec.required => {
-                        return Err(format!("is missing its required field `{field}`"));
+                        return Err(Issue::new(format!(
+                            "is missing its required field `{field}`"
+                        )));
                     }
                     (None, None) => Value::Null,
                 };
@@ -394,25 +436,34 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
         }
         ParamKind::Map => {
             let Value::Mapping(map) = value else {
-                return Err(wrong("a mapping of names to text"));
+                return Err(Issue::new(wrong("a mapping of names to text")));
             };
             let mut out = Mapping::new();
             for (k, v) in map {
                 let (Value::String(k), Value::String(_) | Value::Number(_) | Value::Bool(_)) =
                     (k, v)
                 else {
-                    return Err(format!("must map names to text; {} is not", short(v)));
+                    return Err(Issue::new(format!(
+                        "must map names to text; {} is not",
+                        short(v)
+                    )));
                 };
                 if let Some(p) = &spec.pattern {
-                    let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| e.to_string())?;
+                    let re = regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| Issue::new(e.to_string()))?;
                     if !re.is_match(k) {
-                        return Err(format!(
-                            "has a key {k:?} that does not match the pattern `{p}`"
-                        ));
+                        return Err(Issue {
+                            at: format!(".{k}"),
+                            message: format!(
+                                "has a key {k:?} that does not match the pattern `{p}`"
+                            ),
+                        });
                     }
                 }
                 if k.contains('\0') || v.as_str().is_some_and(|s| s.contains('\0')) {
-                    return Err("contains a NUL byte, which no shell or file can carry".to_string());
+                    return Err(Issue::new(
+                        "contains a NUL byte, which no shell or file can carry",
+                    ));
                 }
                 let text = match v {
                     Value::String(s) => s.clone(),
@@ -425,19 +476,19 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
     };
     if let Some(n) = checked.as_f64() {
         if let Some(min) = spec.min.filter(|m| n < *m) {
-            return Err(format!("is {n}, below the minimum {min}"));
+            return Err(Issue::new(format!("is {n}, below the minimum {min}")));
         }
         if let Some(max) = spec.max.filter(|m| n > *m) {
-            return Err(format!("is {n}, above the maximum {max}"));
+            return Err(Issue::new(format!("is {n}, above the maximum {max}")));
         }
     }
     if !spec.allowed.is_empty() && !spec.allowed.contains(&checked) {
         let allowed: Vec<String> = spec.allowed.iter().map(short).collect();
-        return Err(format!(
+        return Err(Issue::new(format!(
             "is {}, but must be one of {}",
             short(&checked),
             allowed.join(", ")
-        ));
+        )));
     }
     Ok(checked)
 }

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2016 # profile values are quoted literals on purpose
 # bootforge job runner for profile {{ profile.name }}. Generated: edit the profile, not this file.
 # Phases run in order; every exit path goes through finalize (the EXIT trap).
 set -uo pipefail

@@ -6,6 +6,7 @@ mod compile;
 mod golden;
 mod runner;
 mod static_checks;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,551 @@
+//! `validate`: every check that can be made before launch, as diagnostics
+//! that point at the text to fix.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::Serialize;
+use serde_yaml_ng::Value;
+
+use crate::catalog;
+use crate::compile::{Compiled, compile};
+use crate::error::{Error, Location};
+use crate::library::Library;
+use crate::payload::USER_DATA_LIMIT;
+use crate::profile::{LoadedProfile, Override};
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// One problem, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// A short stable name for the kind of problem.
+    pub code: &'static str,
+    pub message: String,
+    /// The logical path of the value (`job.timeout`), when there is one.
+    pub path: Option<String>,
+    pub file: Option<String>,
+    pub location: Option<Location>,
+    pub help: Option<String>,
+}
+
+impl From<&Error> for Diagnostic {
+    fn from(e: &Error) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            code: e.code(),
+            message: e.message(),
+            path: match e {
+                Error::Profile { path, .. } => Some(path.clone()),
+                Error::Param { snippet, param, .. } => Some(format!("snippets.{snippet}.{param}")),
+                Error::UnknownSnippet { name, .. } => Some(format!("snippets.{name}")),
+                Error::Requires { snippet, .. }
+                | Error::Order { snippet, .. }
+                | Error::Conflicts { snippet, .. } => Some(format!("snippets.{snippet}")),
+                _ => None,
+            },
+            file: e.file().map(str::to_string),
+            location: e.location().cloned(),
+            help: e.help(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]: {}", self.severity, self.code, self.message)?;
+        if let Some(location) = &self.location {
+            write!(f, "\n{location}")?;
+        } else if let Some(file) = &self.file {
+            write!(f, "\n  --> {file}")?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Diagnostic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": self.location.as_ref().map(|l| l.file.clone()).or_else(|| self.file.clone()),
+            "line": self.location.as_ref().map(|l| l.line),
+            "column": self.location.as_ref().map(|l| l.column),
+            "path": self.path,
+            "help": self.help,
+        })
+        .serialize(s)
+    }
+}
+
+/// Compiles profile `name` and checks everything that can be known before
+/// launch. An empty list means all is well.
+pub fn validate(library: &Library, name: &str, overrides: &[Override]) -> Vec<Diagnostic> {
+    match compile(library, name, overrides) {
+        Err(e) => vec![Diagnostic::from(&e)],
+        Ok(compiled) => {
+            let mut checks = Checks {
+                p: &compiled.profile,
+                found: Vec::new(),
+            };
+            checks.identifiers();
+            checks.catalog();
+            checks.times(&compiled);
+            checks.paths(&compiled);
+            checks.secrets();
+            checks.size(&compiled);
+            checks.found.sort_by_key(|d| std::cmp::Reverse(d.severity));
+            checks.found
+        }
+    }
+}
+
+struct Checks<'a> {
+    p: &'a LoadedProfile,
+    found: Vec<Diagnostic>,
+}
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the patterns below are valid")
+}
+
+/// The value of snippet `snippet`'s parameter `param`, when the profile uses it.
+fn param<'c>(compiled: &'c Compiled, snippet: &str, param: &str) -> Option<&'c Value> {
+    compiled
+        .snippets
+        .iter()
+        .find(|s| s.name == snippet)?
+        .params
+        .iter()
+        .find(|p| p.name == param)
+        .map(|p| &p.value)
+}
+
+fn int(v: Option<&Value>) -> u64 {
+    v.and_then(Value::as_u64).unwrap_or(0)
+}
+
+impl Checks<'_> {
+    fn report(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        path: &str,
+        message: String,
+        help: Option<&str>,
+    ) {
+        let origin = self.p.origin(path);
+        let (file, location) = match &origin {
+            crate::profile::Origin::Set(arg) => (Some(format!("--set {arg}")), None),
+            o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
+        };
+        self.found.push(Diagnostic {
+            severity,
+            code,
+            message,
+            path: Some(path.to_string()),
+            file,
+            location,
+            help: help.map(str::to_string),
+        });
+    }
+
+    fn error(&mut self, code: &'static str, path: &str, message: String, help: Option<&str>) {
+        self.report(Severity::Error, code, path, message, help);
+    }
+
+    fn warn(&mut self, code: &'static str, path: &str, message: String, help: Option<&str>) {
+        self.report(Severity::Warning, code, path, message, help);
+    }
+
+    fn identifiers(&mut self) {
+        let i = &self.p.profile.instance;
+        let region = i.region.clone();
+        if !re(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov)?-(north|south|east|west|central|northeast|southeast|northwest|southwest)-\d$")
+            .is_match(&region)
+        {
+            self.error("bad-id", "instance.region", format!("`{region}` is not an AWS region"), Some("regions look like us-east-2"));
+        }
+        if !re(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(&i.ami) {
+            let ami = i.ami.clone();
+            self.error(
+                "bad-id",
+                "instance.ami",
+                format!("`{ami}` is not an AMI id"),
+                Some("AMI ids look like ami-0d67eb9a9a933bd88"),
+            );
+        }
+        for (n, subnet) in i.subnets.clone().iter().enumerate() {
+            if !re(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(subnet) {
+                self.error(
+                    "bad-id",
+                    &format!("instance.subnets[{n}]"),
+                    format!("`{subnet}` is not a subnet id"),
+                    Some("subnet ids look like subnet-098dc7573fb6bf8bd"),
+                );
+            }
+        }
+        for (n, sg) in i.security_groups.clone().iter().enumerate() {
+            if !re(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(sg) {
+                self.error(
+                    "bad-id",
+                    &format!("instance.security_groups[{n}]"),
+                    format!("`{sg}` is not a security group id"),
+                    Some("security group ids look like sg-0906d54ac3d704022 (give ids, not names)"),
+                );
+            }
+        }
+        if let Some(key) = i.key_pair.clone()
+            && (key.is_empty()
+                || key.len() > 255
+                || !key.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        {
+            self.error(
+                "bad-id",
+                "instance.key_pair",
+                format!("{key:?} is not a key pair name"),
+                Some("a key pair name is 1 to 255 printable ASCII characters"),
+            );
+        }
+        if let Some(az) = i.availability_zone.clone()
+            && !(az.len() == region.len() + 1
+                && az.starts_with(&region)
+                && az.ends_with(|c: char| c.is_ascii_lowercase()))
+        {
+            self.error(
+                "region-mismatch",
+                "instance.availability_zone",
+                format!("`{az}` is not an availability zone of region `{region}`"),
+                Some("an availability zone is its region and a letter, like us-east-2b"),
+            );
+        }
+        for (n, t) in i.types.clone().iter().enumerate() {
+            if !re(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$").is_match(t) {
+                self.error(
+                    "bad-id",
+                    &format!("instance.types[{n}]"),
+                    format!("`{t}` is not an instance type"),
+                    Some("instance types look like g6e.xlarge"),
+                );
+            }
+        }
+        for (key, value) in i.tags.clone() {
+            let path = format!("instance.tags.{key}");
+            if key.starts_with("aws:") || key.starts_with("bootforge:") || key == "Name" {
+                self.error(
+                    "reserved-tag",
+                    &path,
+                    format!("tag `{key}` is set by AWS or by bootforge"),
+                    Some("choose another key; bootforge sets Name and the bootforge:* tags itself"),
+                );
+            } else if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+                self.error(
+                    "bad-tag",
+                    &path,
+                    "tag keys are 1 to 128 characters, values at most 256".to_string(),
+                    None,
+                );
+            }
+        }
+    }
+
+    fn catalog(&mut self) {
+        let i = self.p.profile.instance.clone();
+        let family = catalog::ami_family(&i.ami);
+        for (n, name) in i.types.iter().enumerate() {
+            let path = format!("instance.types[{n}]");
+            let Some(t) = catalog::lookup(name) else {
+                self.warn("unknown-type", &path, format!("`{name}` is not in bootforge's catalog: its GPU and price cannot be checked"), Some("the catalog holds the G4dn, G5, G6, G6e, P3, P4d and P5 families; check the type's GPU and price yourself"));
+                continue;
+            };
+            if let Some(gpu) = &i.gpu
+                && !t.gpu.eq_ignore_ascii_case(gpu)
+            {
+                let with = catalog::with_gpu(gpu);
+                let help = match with.first() {
+                    Some(w) => format!(
+                        "the {gpu} is on {} (and {} more); or expect `gpu: {}`",
+                        w.name,
+                        with.len() - 1,
+                        t.gpu
+                    ),
+                    None => format!("known GPU models: {}", catalog::gpu_models().join(", ")),
+                };
+                self.error("gpu-mismatch", "instance.gpu", format!("`{name}` carries an NVIDIA {} {} GB, not the {gpu} that `instance.gpu` expects", t.gpu, t.gpu_memory_gib), Some(&help));
+            }
+            if let Some(f) = family {
+                let fam = name.split('.').next().unwrap_or_default();
+                if !f.supports.contains(&fam) {
+                    self.warn(
+                        "ami-family",
+                        &path,
+                        format!(
+                            "the AMI {} ({}) does not support the {fam} family",
+                            i.ami, f.description
+                        ),
+                        Some(&format!("it supports {}", f.supports.join(", "))),
+                    );
+                }
+            }
+            if let Some(ceiling) = i.max_cost_usd {
+                let job = &self.p.profile.job;
+                let hours = (job.timeout.seconds() + job.grace.seconds()) as f64 / 3600.0;
+                let worst = t.price_per_hour * hours;
+                if worst > ceiling {
+                    self.error(
+                        "over-budget",
+                        "instance.max_cost_usd",
+                        format!("a job on {name} may cost ${worst:.2} (${:.4}/h × {hours:.2} h of timeout and grace), over the ceiling of ${ceiling:.2}", t.price_per_hour),
+                        Some("raise max_cost_usd, shorten job.timeout, or choose a cheaper type"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn times(&mut self, compiled: &Compiled) {
+        let job = self.p.profile.job.clone();
+        let (timeout, grace, kill) = (
+            job.timeout.seconds(),
+            job.grace.seconds(),
+            job.kill_after.seconds(),
+        );
+        if timeout > 48 * 3600 {
+            self.error(
+                "timeout-bounds",
+                "job.timeout",
+                format!(
+                    "a budget of {} is past the 48 h a one-shot job may take",
+                    job.timeout
+                ),
+                Some("split the job, or raise this check's bound in bootforge if you mean it"),
+            );
+        } else if timeout < 60 {
+            self.warn(
+                "timeout-bounds",
+                "job.timeout",
+                format!(
+                    "a budget of {} leaves no time to boot and mount",
+                    job.timeout
+                ),
+                None,
+            );
+        }
+        if grace < 60 {
+            self.error("grace-bounds", "job.grace", format!("a grace of {} leaves the finalizer no time to write the status before the dead-man's switch", job.grace), Some("give it at least 1m; 5m to 10m is usual"));
+        } else if grace > 2 * 3600 {
+            self.warn(
+                "grace-bounds",
+                "job.grace",
+                format!(
+                    "a grace of {} keeps a finished-or-stuck instance paid for long",
+                    job.grace
+                ),
+                None,
+            );
+        }
+        if kill + 30 > grace {
+            self.error("grace-bounds", "job.kill_after", format!("SIGKILL {} after the timeout leaves less than 30 s of the {} grace for the finalizer", job.kill_after, job.grace), Some("make kill_after shorter than the grace by at least 30s"));
+        }
+        if compiled.snippets.iter().all(|s| s.name != "deadman") {
+            self.warn("no-deadman", "snippets", "the profile has no dead-man's switch: nothing powers the instance off if the runner never starts".to_string(), Some("add `deadman: {}` first under `snippets:`"));
+        }
+        let mounts = param(compiled, "efs-mount", "mounts")
+            .and_then(Value::as_sequence)
+            .map_or(0, Vec::len) as u64;
+        let setup = mounts * int(param(compiled, "efs-mount", "dns_wait_seconds"))
+            + int(param(compiled, "requirements", "timeout_minutes")) * 60
+            + int(param(compiled, "gpu-ready", "wait_seconds"));
+        if setup >= timeout {
+            self.warn(
+                "setup-budget",
+                "job.timeout",
+                format!(
+                    "the setup phases may take up to {setup}s, the whole {}s budget",
+                    timeout
+                ),
+                Some("lengthen job.timeout or shorten the setup bounds"),
+            );
+        }
+    }
+
+    fn paths(&mut self, compiled: &Compiled) {
+        let mounts: Vec<String> = param(compiled, "efs-mount", "mounts")
+            .and_then(Value::as_sequence)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m["mount_point"].as_str())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let under = |path: &str, dir: &str| {
+            path == dir || path.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+        };
+        for (a, ma) in mounts.iter().enumerate() {
+            for (b, mb) in mounts.iter().enumerate().skip(a + 1) {
+                if ma == mb {
+                    self.error(
+                        "mount-overlap",
+                        &format!("snippets.efs-mount.mounts[{b}].mount_point"),
+                        format!("{mb} is mounted twice; the second mount hides the first"),
+                        None,
+                    );
+                } else if under(ma, mb) {
+                    self.error(
+                        "mount-overlap",
+                        &format!("snippets.efs-mount.mounts[{b}].mount_point"),
+                        format!("mounting {mb} after {ma} hides it"),
+                        Some("list the outer mount point first"),
+                    );
+                }
+            }
+        }
+        let written: Vec<&str> = compiled.files.iter().map(|f| f.path.as_str()).collect();
+        let provided =
+            |path: &str| mounts.iter().any(|m| under(path, m)) || written.contains(&path);
+        for (snippet, p) in [("pipeline", "script"), ("requirements", "file")] {
+            if let Some(path) = param(compiled, snippet, p).and_then(Value::as_str)
+                && !provided(path)
+            {
+                let (code, severity) = if snippet == "pipeline" {
+                    ("path-not-provided", Severity::Error)
+                } else {
+                    ("path-not-provided", Severity::Warning)
+                };
+                self.report(
+                    severity,
+                    code,
+                    &format!("snippets.{snippet}.{p}"),
+                    format!("{path} is on no mounted file system and not written by the payload: it will not be there at boot"),
+                    Some(&if mounts.is_empty() {
+                        "mount the file system that holds it with the efs-mount snippet".to_string()
+                    } else {
+                        format!("the mount points are {}", mounts.join(", "))
+                    }),
+                );
+            }
+        }
+        let log_dir = self.p.profile.job.log_dir.clone();
+        if !mounts.iter().any(|m| under(&log_dir, m)) {
+            self.warn("logs-not-kept", "job.log_dir", format!("{log_dir} is on no mounted file system: logs and status are lost when the instance terminates"), Some("put job.log_dir under an EFS mount point"));
+        }
+    }
+
+    fn secrets(&mut self) {
+        let value = serde_yaml_ng::to_value(&self.p.profile).unwrap_or(Value::Null);
+        let mut leaves = Vec::new();
+        walk(&value, "", &mut leaves);
+        let patterns = [
+            (re(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"), "an AWS access key id"),
+            (re(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+            (
+                re(r"\b(ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}"),
+                "a GitHub token",
+            ),
+            (re(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+            (re(r"\bhf_[A-Za-z0-9]{30,}"), "a Hugging Face token"),
+            (re(r"\bsk-[A-Za-z0-9_-]{20,}"), "an API secret key"),
+            (
+                re(
+                    r"(?i)\b(aws_secret_access_key|password|passwd|secret|token|api_?key)\s*[=:]\s*\S+",
+                ),
+                "a credential assignment",
+            ),
+        ];
+        let secret_name =
+            re(r"(?i)(secret|password|passwd|token|api_?key|private_?key|credential)");
+        let aws_secret = re(r"^[A-Za-z0-9/+]{40}$");
+        for (path, text) in leaves {
+            let name = path.rsplit('.').next().unwrap_or_default();
+            let hit = patterns
+                .iter()
+                .find(|(re, _)| re.is_match(&text))
+                .map(|(_, what)| *what)
+                .or_else(|| {
+                    (secret_name.is_match(name) && !text.is_empty())
+                        .then_some("a value named like a secret")
+                })
+                .or_else(|| {
+                    aws_secret
+                        .is_match(&text)
+                        .then_some("what looks like an AWS secret access key")
+                });
+            if let Some(what) = hit {
+                self.error(
+                    "secret",
+                    &path,
+                    format!("`{path}` holds {what}; user-data is readable by any process on the instance and in the EC2 console"),
+                    Some("keep secrets in AWS Secrets Manager or SSM Parameter Store and let the instance's role read them at run time"),
+                );
+            }
+        }
+    }
+
+    fn size(&mut self, compiled: &Compiled) {
+        let raw = compiled.payload.raw_len;
+        if raw > USER_DATA_LIMIT * 3 / 4 && !compiled.payload.gzip {
+            self.warn(
+                "size-budget",
+                "snippets",
+                format!(
+                    "the payload is {raw} bytes, {}% of EC2's {USER_DATA_LIMIT}-byte limit",
+                    raw * 100 / USER_DATA_LIMIT
+                ),
+                Some("little room is left: keep large content on the EFS"),
+            );
+        }
+        if compiled.payload.gzip
+            && self.p.profile.output.compression == crate::profile::Compression::Auto
+        {
+            self.warn("size-budget", "snippets", format!("the payload is {raw} bytes raw and had to be gzipped to fit"), Some("set `output.compression: gzip` to make that explicit, or move content to the EFS"));
+        }
+    }
+}
+
+/// Every string leaf of `value` with its dotted path.
+fn walk(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let key = k.as_str().unwrap_or_default();
+                walk(
+                    v,
+                    &if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    },
+                    out,
+                );
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
