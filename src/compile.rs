@@ -136,7 +136,7 @@ fn check_required(p: &LoadedProfile) -> Result<()> {
     if job.log_dir.is_empty() {
         return Err(missing("job.log_dir", "where the job's logs and status go"));
     }
-    let id_ok = regex::Regex::new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    let id_ok = crate::patterns::compiled("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
         .expect("valid regex")
         .is_match(&job.id);
     if !id_ok {

@@ -23,6 +23,7 @@ mod explain;
 mod golden;
 mod library;
 mod merge;
+mod patterns;
 mod payload;
 mod profile;
 mod render;

@@ -254,7 +254,7 @@ pub struct ParamError {
 
 fn check_spec(spec: &Param) -> std::result::Result<(), String> {
     if let Some(p) = &spec.pattern {
-        regex::Regex::new(p).map_err(|e| format!("invalid pattern: {e}"))?;
+        crate::patterns::compiled(p).map_err(|e| format!("invalid pattern: {e}"))?;
     }
     match spec.kind {
         ParamKind::List => match &spec.items {
@@ -356,8 +356,7 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                 }
             }
             if let Some(p) = &spec.pattern {
-                let re = regex::Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| Issue::new(e.to_string()))?;
+                let re = crate::patterns::whole(p).map_err(|e| Issue::new(e.to_string()))?;
                 if !re.is_match(&s) {
                     return Err(Issue::new(format!(
                         "{s:?} does not match the pattern `{p}`"
@@ -449,8 +448,7 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                     )));
                 };
                 if let Some(p) = &spec.pattern {
-                    let re = regex::Regex::new(&format!("^(?:{p})$"))
-                        .map_err(|e| Issue::new(e.to_string()))?;
+                    let re = crate::patterns::whole(p).map_err(|e| Issue::new(e.to_string()))?;
                     if !re.is_match(k) {
                         return Err(Issue {
                             at: format!(".{k}"),

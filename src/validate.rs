@@ -126,7 +126,7 @@ struct Checks<'a> {
 }
 
 fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("the patterns below are valid")
+    crate::patterns::compiled(pattern).expect("the patterns below are valid")
 }
 
 /// The value of snippet `snippet`'s parameter `param`, when the profile uses it.

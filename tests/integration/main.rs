@@ -3,6 +3,7 @@
 
 mod cli;
 mod compile;
+mod fuzz;
 mod golden;
 mod runner;
 mod static_checks;
