@@ -95,6 +95,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Boot a profile's payload under real cloud-init in a container; `smoke image` builds that image.
+    #[cfg(feature = "smoke")]
+    #[command(
+        after_help = "Examples:\n  bootforge smoke image                     build the image (once per recipe; needs root, debootstrap, Docker)\n  bootforge smoke traffic-sign-gpu          every scenario\n  bootforge smoke traffic-sign-gpu --scenario hang --keep /tmp/boot\n\nScenarios: ok, fail, hang, no-requirements, bad-requirements, no-efs, no-gpu."
+    )]
+    Smoke {
+        /// A profile, or `image` to build the smoke image.
+        profile: String,
+        /// Run only these scenarios (repeatable); all of them when absent.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        #[command(flatten)]
+        sets: Sets,
+        /// Keep each boot's files (EFS folder, records, logs) under DIR/SCENARIO.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// `smoke image`: rebuild even when an image of the same recipe exists.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the profile format (snippets included), for editors.
     #[command(
         after_help = "Examples:\n  bootforge schema > schema/profile.schema.json\n  # then start a profile with: # yaml-language-server: $schema=../schema/profile.schema.json"
@@ -326,6 +348,58 @@ fn execute(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(if report.drift.is_empty() { 0 } else { 1 })
+        }
+        #[cfg(feature = "smoke")]
+        Command::Smoke {
+            profile,
+            scenarios,
+            sets,
+            keep,
+            force,
+            json,
+        } => {
+            use crate::smoke;
+            if profile == "image" {
+                let build = smoke::build_image(*force)?;
+                if *json {
+                    print_json(&build);
+                } else if build.built {
+                    println!("built {} in {:.0}s", build.image, build.seconds);
+                } else {
+                    println!("{} is up to date", build.image);
+                }
+                return Ok(0);
+            }
+            let name = profile_name(&mut library, Some(profile))?;
+            let chosen: Vec<&smoke::Scenario> = if scenarios.is_empty() {
+                smoke::SCENARIOS.iter().collect()
+            } else {
+                scenarios
+                    .iter()
+                    .map(|s| smoke::scenario(s))
+                    .collect::<Result<_>>()?
+            };
+            let overrides = sets.parse()?;
+            let options = smoke::Options {
+                keep: keep.clone(),
+                deadline: None,
+            };
+            let mut reports = Vec::new();
+            for scenario in chosen {
+                let report = smoke::run(&library, &name, scenario, &overrides, &options)?;
+                if !*json {
+                    println!("{report}");
+                }
+                reports.push(report);
+            }
+            if *json {
+                print_json(&reports);
+            }
+            Ok(if reports.iter().all(smoke::Report::passed) {
+                0
+            } else {
+                1
+            })
         }
         Command::Schema => {
             print_json(&crate::schema::profile_schema(&library));

@@ -169,6 +169,11 @@ pub enum Error {
     },
     /// Wrong use of the command line.
     Usage { message: String },
+    /// Something outside bootforge is missing or not answering (Docker, AWS).
+    Environment {
+        message: String,
+        help: Option<String>,
+    },
 }
 
 /// `Ok` or one [`Error`].
@@ -182,7 +187,8 @@ impl Error {
             Error::Io { .. }
             | Error::UnknownProfile { .. }
             | Error::Set { .. }
-            | Error::Usage { .. } => 2,
+            | Error::Usage { .. }
+            | Error::Environment { .. } => 2,
             _ => 1,
         }
     }
@@ -216,6 +222,7 @@ impl Error {
             Error::Output { .. } => "bad-output",
             Error::TooLarge { .. } => "too-large",
             Error::Usage { .. } => "usage",
+            Error::Environment { .. } => "environment",
         }
     }
 
@@ -380,16 +387,18 @@ impl Error {
             } => format!(
                 "the payload of profile `{profile}` is {raw} bytes, {gzipped} bytes gzipped: more than EC2's user-data limit of {limit} bytes"
             ),
-            Error::Usage { message } => message.clone(),
+            Error::Usage { message } | Error::Environment { message, .. } => message.clone(),
         }
     }
 
     /// What to do about it, when there is more to say than the message.
     pub fn help(&self) -> Option<String> {
         match self {
-            Error::Yaml { help, .. } | Error::Profile { help, .. } | Error::Set { help, .. } | Error::Param { help, .. } => {
-                help.clone()
-            }
+            Error::Yaml { help, .. }
+            | Error::Profile { help, .. }
+            | Error::Set { help, .. }
+            | Error::Param { help, .. }
+            | Error::Environment { help, .. } => help.clone(),
             Error::UnknownProfile { known, .. } if known.is_empty() => {
                 Some("no profile is known; add one with --profiles DIR".to_string())
             }

@@ -28,6 +28,8 @@ mod payload;
 mod profile;
 mod render;
 mod schema;
+#[cfg(feature = "smoke")]
+pub mod smoke;
 mod snippet;
 mod source_map;
 mod validate;

@@ -6,6 +6,7 @@ mod compile;
 mod fuzz;
 mod golden;
 mod runner;
+mod smoke;
 mod static_checks;
 mod validate;
 
@@ -63,6 +64,11 @@ impl Test {
         S: AsRef<std::ffi::OsStr>,
     {
         self.command.args(args);
+        self
+    }
+
+    pub fn env(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Test {
+        self.command.env(key, value);
         self
     }
 
