@@ -6,6 +6,7 @@ mod compile;
 mod fuzz;
 mod golden;
 mod runner;
+#[cfg(feature = "smoke")]
 mod smoke;
 mod static_checks;
 mod validate;
