@@ -117,6 +117,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a job's instance with the compiled payload; `--wait` follows it to the end.
+    #[cfg(feature = "aws")]
+    #[command(after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n\nExit codes with --wait: 0 the job succeeded, 1 it did not, 3 it wrote no status.")]
+    Launch {
+        profile: String,
+        #[command(flatten)]
+        sets: Sets,
+        /// Ask EC2 whether the launch is allowed, without launching.
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow the instance to termination and exit with the job's outcome.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: print the job's log from the EFS as it grows.
+        #[arg(long, requires = "wait")]
+        follow: bool,
+        /// Seconds between two looks at the instance.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        poll: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the live instances bootforge launched, with their deadline and cost so far.
+    #[cfg(feature = "aws")]
+    #[command(after_help = "Examples:\n  bootforge ps\n  bootforge ps --region us-east-2 --json")]
+    Ps {
+        #[command(flatten)]
+        region: RegionArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Terminate bootforge instances, by id or by job; never anything else.
+    #[cfg(feature = "aws")]
+    #[command(after_help = "Examples:\n  bootforge terminate i-0123456789abcdef0\n  bootforge terminate --job run-42")]
+    Terminate {
+        /// Instance ids.
+        ids: Vec<String>,
+        /// Every live instance of this job.
+        #[arg(long, value_name = "ID")]
+        job: Option<String>,
+        #[command(flatten)]
+        region: RegionArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Terminate bootforge instances past their deadline (lists them without --yes).
+    #[cfg(feature = "aws")]
+    #[command(after_help = "Examples:\n  bootforge reap            what would be terminated\n  bootforge reap --yes      terminate them (cron: */10 * * * * bootforge reap --yes)")]
+    Reap {
+        /// Terminate, rather than list.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        region: RegionArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The hourly price of a profile's types, its cost at the timeout, and cheaper types that would do.
+    #[command(after_help = "Examples:\n  bootforge cost traffic-sign-gpu")]
+    Cost {
+        profile: String,
+        #[command(flatten)]
+        sets: Sets,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the least-privilege IAM policy the launching host needs for a profile.
+    #[command(name = "iam-policy", after_help = "Examples:\n  bootforge iam-policy traffic-sign-gpu > policy.json")]
+    IamPolicy {
+        profile: String,
+        #[command(flatten)]
+        sets: Sets,
+    },
     /// Print the JSON Schema of the profile format (snippets included), for editors.
     #[command(
         after_help = "Examples:\n  bootforge schema > schema/profile.schema.json\n  # then start a profile with: # yaml-language-server: $schema=../schema/profile.schema.json"
@@ -143,6 +216,13 @@ impl Sets {
     fn parse(&self) -> Result<Vec<Override>> {
         self.set.iter().map(|s| Override::parse(s)).collect()
     }
+}
+
+#[derive(Debug, clap::Args)]
+struct RegionArg {
+    /// The region to look in; else AWS_REGION, AWS_DEFAULT_REGION, or the default profile's region.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -401,6 +481,45 @@ fn execute(cli: Cli) -> Result<i32> {
                 1
             })
         }
+        #[cfg(feature = "aws")]
+        Command::Launch {
+            profile,
+            sets,
+            dry_run,
+            wait,
+            follow,
+            poll,
+            json,
+        } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let compiled = compile(&library, &name, &sets.parse()?)?;
+            aws::launch(&compiled, *dry_run, *wait, *follow, *poll, *json)
+        }
+        #[cfg(feature = "aws")]
+        Command::Ps { region, json } => aws::ps(&aws::region(&library, region.region.as_deref())?, *json),
+        #[cfg(feature = "aws")]
+        Command::Terminate { ids, job, region, json } => {
+            aws::terminate(&aws::region(&library, region.region.as_deref())?, ids, job.as_deref(), *json)
+        }
+        #[cfg(feature = "aws")]
+        Command::Reap { yes, region, json } => aws::reap(&aws::region(&library, region.region.as_deref())?, *yes, *json),
+        Command::Cost { profile, sets, json } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let loaded = crate::profile::load(&library, &name, &sets.parse()?)?;
+            let report = crate::launch::cost(&name, &loaded.profile);
+            if *json {
+                print_json(&report);
+            } else {
+                print_cost(&report);
+            }
+            Ok(0)
+        }
+        Command::IamPolicy { profile, sets } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let loaded = crate::profile::load(&library, &name, &sets.parse()?)?;
+            print_json(&crate::launch::iam_policy(&name, &loaded.profile));
+            Ok(0)
+        }
         Command::Schema => {
             print_json(&crate::schema::profile_schema(&library));
             Ok(0)
@@ -463,5 +582,295 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
         // A closed pipe (`| head`) is the reader's choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::io("standard output", "write to", e)),
+    }
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map_or("unpriced".to_string(), |v| format!("${v:.2}"))
+}
+
+fn print_cost(report: &crate::launch::CostReport) {
+    println!(
+        "profile {}: {:.2} h of timeout and grace, prices for {} ({})",
+        report.profile, report.budget_hours, report.region, report.source
+    );
+    for t in &report.types {
+        println!(
+            "  {:14} {:18} {}/h, {} at the timeout",
+            t.instance_type,
+            t.gpu.as_deref().unwrap_or("?"),
+            t.price_per_hour.map_or("unpriced".to_string(), |p| format!("${p:.4}")),
+            money(t.cost_at_timeout)
+        );
+    }
+    if let Some(ceiling) = report.max_cost_usd {
+        println!("  max_cost_usd: ${ceiling:.2}");
+    }
+    if report.cheaper.is_empty() {
+        println!("no cheaper type in the catalog carries the same GPU or a better one");
+    } else {
+        println!("cheaper types with the same GPU or a better one:");
+        for t in &report.cheaper {
+            println!(
+                "  {:14} {:18} ${:.4}/h, {} at the timeout",
+                t.instance_type,
+                t.gpu.as_deref().unwrap_or("?"),
+                t.price_per_hour.unwrap_or(0.0),
+                money(t.cost_at_timeout)
+            );
+        }
+    }
+}
+
+/// The commands that talk to EC2.
+#[cfg(feature = "aws")]
+mod aws {
+    use std::time::Duration;
+
+    use super::{money, print_json};
+    use crate::compile::Compiled;
+    use crate::ec2::{self, Instance};
+    use crate::error::{Error, Result};
+    use crate::library::Library;
+    use crate::operate::{self, Event};
+
+    fn runtime() -> Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Environment {
+                message: format!("cannot start the async runtime: {e}"),
+                help: None,
+            })
+    }
+
+    /// The region for commands that take no profile.
+    pub fn region(library: &Library, given: Option<&str>) -> Result<String> {
+        if let Some(r) = given {
+            return Ok(r.to_string());
+        }
+        for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+            if let Ok(r) = std::env::var(var)
+                && !r.is_empty()
+            {
+                return Ok(r);
+            }
+        }
+        Ok(crate::profile::load(library, crate::profile::DEFAULT_PROFILE, &[])?.profile.instance.region)
+    }
+
+    fn progress(json: bool) -> impl FnMut(Event) {
+        move |e| match e {
+            Event::Progress(line) => eprintln!("{line}"),
+            // With --json the log would break the document: it goes to stderr.
+            Event::Log(text) if json => eprint!("{text}"),
+            Event::Log(text) => print!("{text}"),
+        }
+    }
+
+    pub fn launch(compiled: &Compiled, dry_run: bool, wait: bool, follow: bool, poll: f64, json: bool) -> Result<i32> {
+        let plan = crate::launch::plan(compiled, operate::now())?;
+        for skipped in &plan.skipped {
+            eprintln!("not using {skipped}");
+        }
+        let poll = Duration::from_secs_f64(poll.max(0.05));
+        runtime()?.block_on(async {
+            let client = ec2::client(&plan.region).await;
+            if dry_run {
+                let answer = ec2::dry_run(&client, &plan, &plan.attempts[0]).await?;
+                if json {
+                    print_json(&answer);
+                } else {
+                    println!("{}", answer.message);
+                }
+                return Ok(if answer.allowed { 0 } else { 1 });
+            }
+            let mut on = progress(json);
+            let launched = operate::launch(&client, &plan, poll, &mut on).await?;
+            let i = &launched.instance;
+            if !json {
+                println!(
+                    "{} {} {} ({}) in {}, private IP {}, {}/h, {} at the timeout, deadline {}",
+                    if launched.launched { "launched" } else { "found" },
+                    i.id,
+                    i.state,
+                    i.instance_type,
+                    i.subnet.as_deref().unwrap_or("?"),
+                    i.private_ip.as_deref().unwrap_or("-"),
+                    launched.price_per_hour.map_or("unpriced".to_string(), |p| format!("${p:.4}")),
+                    money(launched.cost_at_timeout),
+                    plan.deadline
+                );
+            }
+            let mut doc = serde_json::json!({
+                "launched": launched.launched,
+                "instance_id": i.id,
+                "state": i.state,
+                "instance_type": i.instance_type,
+                "subnet": i.subnet,
+                "private_ip": i.private_ip,
+                "price_per_hour": launched.price_per_hour,
+                "cost_at_timeout": launched.cost_at_timeout,
+                "deadline": plan.deadline,
+                "profile": plan.profile,
+                "job": plan.job,
+                "payload_sha256": plan.payload_sha256,
+                "client_token": launched.attempt.as_ref().map(|a| a.client_token.clone()),
+                "no_capacity": launched.no_capacity,
+                "skipped": plan.skipped,
+            });
+            let mut code = 0;
+            if wait {
+                let job = &compiled.profile.profile.job;
+                let dir = std::path::Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir)).join(&job.id);
+                let finished = operate::wait(&client, &i.id, &dir, plan.deadline_epoch, poll, follow, &mut on).await?;
+                if !json {
+                    match &finished.status {
+                        Some(_) => println!("job {} {} (exit code {})", plan.job, finished.outcome, finished.exit_code),
+                        None => println!("job {} wrote no status in {}", plan.job, dir.display()),
+                    }
+                }
+                code = finished.exit_code;
+                doc["wait"] = serde_json::to_value(&finished).unwrap_or_default();
+            }
+            if json {
+                print_json(&doc);
+            }
+            Ok(code)
+        })
+    }
+
+    fn age(i: &Instance, now: u64) -> u64 {
+        i.launched.map_or(0, |l| now.saturating_sub(l))
+    }
+
+    fn hms(seconds: u64) -> String {
+        format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60)
+    }
+
+    pub fn ps(region: &str, json: bool) -> Result<i32> {
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let now = operate::now();
+            let list = ec2::bootforge_instances(&client).await?;
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|i| {
+                    let price = crate::catalog::lookup(&i.instance_type).map(|t| t.price_per_hour);
+                    serde_json::json!({
+                        "instance_id": i.id,
+                        "profile": i.profile,
+                        "job": i.job,
+                        "state": i.state,
+                        "instance_type": i.instance_type,
+                        "age_seconds": age(i, now),
+                        "deadline": i.deadline,
+                        "past_deadline": i.deadline_epoch().is_some_and(|d| d < now),
+                        "cost_so_far": price.map(|p| p * age(i, now) as f64 / 3600.0),
+                    })
+                })
+                .collect();
+            if json {
+                print_json(&rows);
+            } else if list.is_empty() {
+                println!("no bootforge instance is alive in {region}");
+            } else {
+                println!("{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}", "INSTANCE", "PROFILE", "JOB", "STATE", "TYPE", "AGE", "DEADLINE", "COST");
+                for (i, row) in list.iter().zip(&rows) {
+                    println!(
+                        "{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}{}",
+                        i.id,
+                        i.profile.as_deref().unwrap_or("?"),
+                        i.job.as_deref().unwrap_or("?"),
+                        i.state,
+                        i.instance_type,
+                        hms(age(i, now)),
+                        i.deadline.as_deref().unwrap_or("-"),
+                        money(row["cost_so_far"].as_f64()),
+                        if row["past_deadline"] == true { "  PAST DEADLINE" } else { "" }
+                    );
+                }
+            }
+            Ok(0)
+        })
+    }
+
+    pub fn terminate(region: &str, ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
+        if ids.is_empty() && job.is_none() {
+            return Err(Error::Usage {
+                message: "say which instances: `terminate INSTANCE…` or `terminate --job ID`".to_string(),
+            });
+        }
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let mut targets = Vec::new();
+            if let Some(job) = job {
+                targets.extend(ec2::find_job(&client, None, job).await?);
+            }
+            if !ids.is_empty() {
+                let found = ec2::describe(&client, Vec::new(), ids.to_vec()).await?;
+                for id in ids {
+                    match found.iter().find(|i| &i.id == id) {
+                        Some(i) if i.job.is_some() => targets.push(i.clone()),
+                        Some(_) => {
+                            return Err(Error::Usage {
+                                message: format!("{id} was not launched by bootforge (it has no {} tag): not terminating it", crate::launch::TAG_JOB),
+                            });
+                        }
+                        None => return Err(Error::Usage { message: format!("no instance {id} in {region}") }),
+                    }
+                }
+            }
+            let ids: Vec<String> = targets.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
+            ec2::terminate(&client, &ids).await?;
+            if json {
+                print_json(&serde_json::json!({ "terminated": ids }));
+            } else if ids.is_empty() {
+                println!("nothing to terminate");
+            } else {
+                for id in &ids {
+                    println!("terminating {id}");
+                }
+            }
+            Ok(0)
+        })
+    }
+
+    pub fn reap(region: &str, yes: bool, json: bool) -> Result<i32> {
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let now = operate::now();
+            let live = ec2::bootforge_instances(&client).await?;
+            let expired: Vec<&Instance> = live
+                .iter()
+                .filter(|i| i.state != "shutting-down" && i.deadline_epoch().is_some_and(|d| d < now))
+                .collect();
+            let ids: Vec<String> = expired.iter().map(|i| i.id.clone()).collect();
+            if yes {
+                ec2::terminate(&client, &ids).await?;
+            }
+            if json {
+                print_json(&serde_json::json!({
+                    "expired": expired,
+                    "terminated": if yes { ids.clone() } else { Vec::new() },
+                }));
+            } else if expired.is_empty() {
+                println!("no bootforge instance is past its deadline in {region}");
+            } else {
+                for i in &expired {
+                    println!(
+                        "{} {} {} (profile {}, job {}) deadline {}{}",
+                        if yes { "terminating" } else { "expired" },
+                        i.id,
+                        i.state,
+                        i.profile.as_deref().unwrap_or("?"),
+                        i.job.as_deref().unwrap_or("?"),
+                        i.deadline.as_deref().unwrap_or("?"),
+                        if yes { "" } else { " (run with --yes to terminate)" }
+                    );
+                }
+            }
+            Ok(0)
+        })
     }
 }

@@ -174,6 +174,15 @@ pub enum Error {
         message: String,
         help: Option<String>,
     },
+    /// No instance type of the profile fits its cost ceiling.
+    CostGuard { profile: String, reasons: Vec<String> },
+    /// EC2 said no.
+    Aws {
+        operation: &'static str,
+        code: String,
+        message: String,
+        help: Option<String>,
+    },
 }
 
 /// `Ok` or one [`Error`].
@@ -188,7 +197,8 @@ impl Error {
             | Error::UnknownProfile { .. }
             | Error::Set { .. }
             | Error::Usage { .. }
-            | Error::Environment { .. } => 2,
+            | Error::Environment { .. }
+            | Error::Aws { .. } => 2,
             _ => 1,
         }
     }
@@ -223,6 +233,8 @@ impl Error {
             Error::TooLarge { .. } => "too-large",
             Error::Usage { .. } => "usage",
             Error::Environment { .. } => "environment",
+            Error::CostGuard { .. } => "over-budget",
+            Error::Aws { .. } => "aws",
         }
     }
 
@@ -388,6 +400,12 @@ impl Error {
                 "the payload of profile `{profile}` is {raw} bytes, {gzipped} bytes gzipped: more than EC2's user-data limit of {limit} bytes"
             ),
             Error::Usage { message } | Error::Environment { message, .. } => message.clone(),
+            Error::CostGuard { profile, reasons } => format!(
+                "refusing to launch profile `{profile}`: no instance type fits its cost ceiling ({})",
+                reasons.join("; ")
+            ),
+            Error::Aws { operation, code, message, .. } if code.is_empty() => format!("{operation}: {message}"),
+            Error::Aws { operation, code, message, .. } => format!("{operation}: {code}: {message}"),
         }
     }
 
@@ -398,7 +416,12 @@ impl Error {
             | Error::Profile { help, .. }
             | Error::Set { help, .. }
             | Error::Param { help, .. }
-            | Error::Environment { help, .. } => help.clone(),
+            | Error::Environment { help, .. }
+            | Error::Aws { help, .. } => help.clone(),
+            Error::CostGuard { .. } => Some(
+                "raise instance.max_cost_usd, shorten job.timeout or job.grace, or list a cheaper type (`bootforge cost PROFILE` shows them)"
+                    .to_string(),
+            ),
             Error::UnknownProfile { known, .. } if known.is_empty() => {
                 Some("no profile is known; add one with --profiles DIR".to_string())
             }

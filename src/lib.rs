@@ -21,8 +21,13 @@ mod duration;
 mod error;
 mod explain;
 mod golden;
+#[cfg(feature = "aws")]
+pub mod ec2;
+pub mod launch;
 mod library;
 mod merge;
+#[cfg(feature = "aws")]
+pub mod operate;
 mod patterns;
 mod payload;
 mod profile;

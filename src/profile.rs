@@ -61,6 +61,9 @@ pub struct Instance {
     /// Refuse to launch when the worst-case cost exceeds this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// The AWS account, for the ARNs of `iam-policy` (any account when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The GPU model the profile expects the instance type to carry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
@@ -83,6 +86,7 @@ impl Default for Instance {
             spot: false,
             metadata_tags: false,
             max_cost_usd: None,
+            account: None,
             gpu: None,
             tags: IndexMap::new(),
         }
@@ -109,6 +113,10 @@ pub struct Job {
     pub log_dir: String,
     /// Local state on the instance: the fallback status, the boot stamp.
     pub state_dir: String,
+    /// Where the launching host sees `log_dir` (its own mount of the same
+    /// file system); the same path when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_log_dir: Option<String>,
 }
 
 impl Default for Job {
@@ -121,6 +129,7 @@ impl Default for Job {
             user: "ec2-user".to_string(),
             log_dir: String::new(),
             state_dir: "/var/lib/bootforge".to_string(),
+            host_log_dir: None,
         }
     }
 }

@@ -90,6 +90,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "spot": {"type": "boolean"},
                     "metadata_tags": {"type": "boolean", "description": "Whether the instance may read its tags from the metadata service"},
                     "max_cost_usd": {"type": "number", "minimum": 0, "description": "Refuse to launch when price × (timeout + grace) exceeds this"},
+                    "account": {"type": "string", "pattern": "^[0-9]{12}$", "description": "The AWS account, for the ARNs of iam-policy"},
                     "gpu": {"type": "string", "enum": catalog::gpu_models(), "description": "The GPU the instance types must carry"},
                     "tags": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 256}},
                 },
@@ -105,6 +106,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "user": {"type": "string", "description": "The user the pipeline runs as"},
                     "log_dir": {"type": "string", "pattern": "^/", "description": "Each job writes LOG_DIR/JOB_ID"},
                     "state_dir": {"type": "string", "pattern": "^/", "description": "Local state on the instance"},
+                    "host_log_dir": {"type": "string", "pattern": "^/", "description": "Where the launching host sees log_dir (for launch --wait)"},
                 },
             },
             "snippets": {

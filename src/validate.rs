@@ -227,6 +227,11 @@ impl Checks<'_> {
                 Some("a key pair name is 1 to 255 printable ASCII characters"),
             );
         }
+        if let Some(account) = i.account.clone()
+            && !re(r"^[0-9]{12}$").is_match(&account)
+        {
+            self.error("bad-id", "instance.account", format!("`{account}` is not an AWS account id"), Some("an account id is 12 digits"));
+        }
         if let Some(az) = i.availability_zone.clone()
             && !(az.len() == region.len() + 1
                 && az.starts_with(&region)

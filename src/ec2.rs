@@ -1,0 +1,366 @@
+//! The calls to EC2, through aws-sdk-ec2: launch what a [`LaunchPlan`]
+//! says, find, follow, list and terminate bootforge's instances. Every AWS
+//! error becomes one [`Error::Aws`] line saying what to do.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, MarketType, ResourceType,
+    ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
+};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::launch::{Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, parse_rfc3339};
+
+/// An instance as bootforge shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub instance_type: String,
+    pub subnet: Option<String>,
+    pub private_ip: Option<String>,
+    /// Seconds since the epoch.
+    pub launched: Option<u64>,
+    pub profile: Option<String>,
+    pub job: Option<String>,
+    pub deadline: Option<String>,
+}
+
+impl Instance {
+    /// Whether the instance is still alive (and costing, or about to).
+    pub fn live(&self) -> bool {
+        matches!(self.state.as_str(), "pending" | "running" | "stopping" | "stopped")
+    }
+
+    /// When bootforge expects it gone, from its tag.
+    pub fn deadline_epoch(&self) -> Option<u64> {
+        self.deadline.as_deref().and_then(parse_rfc3339)
+    }
+}
+
+/// Why a RunInstances attempt did not start an instance.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// No capacity there: try the next subnet or type.
+    Capacity(String),
+    /// Anything else: stop.
+    Fatal(Error),
+}
+
+/// What `--dry-run` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub allowed: bool,
+    pub message: String,
+}
+
+/// Error codes that mean "not here, not now": another zone or type may work.
+const CAPACITY_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientCapacity",
+    "InsufficientFreeAddressesInSubnet",
+    "InstanceLimitExceeded",
+    "MaxSpotInstanceCountExceeded",
+    "SpotMaxPriceTooLow",
+    "Unsupported",
+];
+
+/// Words for the common EC2 errors: what to do about them.
+fn advice(code: &str) -> Option<String> {
+    let text = match code {
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
+            "the launching host lacks this permission: attach the policy `bootforge iam-policy PROFILE` prints to its role"
+        }
+        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
+            "AWS rejects these credentials: check the instance role, AWS_PROFILE or the AWS_* variables"
+        }
+        "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" | "InvalidAMIID.Unavailable" => {
+            "the AMI does not exist in this region or account: check instance.ami and instance.region"
+        }
+        "InvalidSubnetID.NotFound" => "the subnet does not exist in this region: check instance.subnets",
+        "InvalidGroup.NotFound" | "InvalidSecurityGroupID.NotFound" => {
+            "a security group does not exist in the subnet's VPC: check instance.security_groups"
+        }
+        "InvalidKeyPair.NotFound" => "the key pair does not exist in this region: check instance.key_pair",
+        "InvalidParameterValue" | "InvalidParameterCombination" => {
+            "EC2 refuses a value of the profile: `bootforge validate` and the message above say which"
+        }
+        "IdempotentParameterMismatch" => {
+            "a launch of this job with other parameters was made before: give the job a new id (--set job_id=…)"
+        }
+        "RequestLimitExceeded" | "Throttling" => "EC2 is throttling this account: retry in a minute",
+        _ => return None,
+    };
+    Some(text.to_string())
+}
+
+/// One clear line for an SDK error.
+fn aws_error<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or_default().to_string();
+    let message = err
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    let help = advice(&code).or_else(|| match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            if message.contains("credentials") || message.contains("Credentials") {
+                Some("no AWS credentials were found: give the host an instance role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_string())
+            } else {
+                Some("EC2 could not be reached: check the network, the region, and AWS_ENDPOINT_URL if set".to_string())
+            }
+        }
+        _ => None,
+    });
+    Error::Aws {
+        operation,
+        code,
+        message,
+        help,
+    }
+}
+
+/// A client for one region, configured the AWS way: the default credential
+/// chain, `AWS_PROFILE`, `AWS_ENDPOINT_URL`; standard retries with backoff
+/// for throttling and dropped connections.
+pub async fn client(region: &str) -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+fn tags(plan: &LaunchPlan) -> Vec<Tag> {
+    plan.tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// One RunInstances call for `attempt`, or its dry run.
+async fn run_instances(
+    client: &Client,
+    plan: &LaunchPlan,
+    attempt: &Attempt,
+    dry_run: bool,
+) -> std::result::Result<String, SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError, aws_sdk_ec2::config::http::HttpResponse>> {
+    let mut ebs = EbsBlockDevice::builder()
+        .volume_type(VolumeType::Gp3)
+        .delete_on_termination(true);
+    if let Some(gb) = plan.root_volume_gb {
+        ebs = ebs.volume_size(i32::try_from(gb).unwrap_or(i32::MAX));
+    }
+    let tag_spec = |kind: ResourceType| {
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tags(plan)))
+            .build()
+    };
+    let mut request = client
+        .run_instances()
+        .image_id(&plan.ami)
+        .instance_type(InstanceType::from(attempt.instance_type.as_str()))
+        .subnet_id(&attempt.subnet)
+        .set_security_group_ids(Some(plan.security_groups.clone()))
+        .set_key_name(plan.key_pair.clone())
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name(&plan.root_device)
+                .ebs(ebs.build())
+                .build(),
+        )
+        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_tokens(HttpTokensState::Required)
+                .http_put_response_hop_limit(1)
+                .instance_metadata_tags(if plan.metadata_tags {
+                    InstanceMetadataTagsState::Enabled
+                } else {
+                    InstanceMetadataTagsState::Disabled
+                })
+                .build(),
+        )
+        .tag_specifications(tag_spec(ResourceType::Instance))
+        .tag_specifications(tag_spec(ResourceType::Volume))
+        .user_data(&plan.user_data)
+        .min_count(1)
+        .max_count(1)
+        .client_token(&attempt.client_token)
+        .dry_run(dry_run);
+    if let Some(profile) = &plan.instance_profile {
+        request = request.iam_instance_profile(IamInstanceProfileSpecification::builder().name(profile).build());
+    }
+    if attempt.spot {
+        request = request.instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .spot_options(
+                    SpotMarketOptions::builder()
+                        .spot_instance_type(SpotInstanceType::OneTime)
+                        .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let out = request.send().await?;
+    Ok(out
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Launches one attempt; capacity errors are told apart from the rest.
+pub async fn launch(client: &Client, plan: &LaunchPlan, attempt: &Attempt) -> std::result::Result<String, AttemptError> {
+    match run_instances(client, plan, attempt, false).await {
+        Ok(id) if !id.is_empty() => Ok(id),
+        Ok(_) => Err(AttemptError::Fatal(Error::Aws {
+            operation: "RunInstances",
+            code: String::new(),
+            message: "EC2 answered without an instance".to_string(),
+            help: None,
+        })),
+        Err(e) if e.code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => Err(AttemptError::Capacity(format!(
+            "{}: {}",
+            e.code().unwrap_or_default(),
+            e.message().unwrap_or_default()
+        ))),
+        Err(e) => Err(AttemptError::Fatal(aws_error("RunInstances", &e))),
+    }
+}
+
+/// Asks EC2 whether the launch would be allowed, without launching.
+pub async fn dry_run(client: &Client, plan: &LaunchPlan, attempt: &Attempt) -> Result<DryRun> {
+    match run_instances(client, plan, attempt, true).await {
+        Err(e) if e.code() == Some("DryRunOperation") => Ok(DryRun {
+            allowed: true,
+            message: "allowed: RunInstances with this profile would succeed".to_string(),
+        }),
+        Err(e) if e.code() == Some("UnauthorizedOperation") => Ok(DryRun {
+            allowed: false,
+            message: format!(
+                "denied: {} (attach the policy `bootforge iam-policy {}` prints)",
+                e.message().unwrap_or("ec2:RunInstances is not allowed"),
+                plan.profile
+            ),
+        }),
+        Err(e) => Err(aws_error("RunInstances (dry run)", &e)),
+        Ok(id) => Err(Error::Aws {
+            operation: "RunInstances (dry run)",
+            code: String::new(),
+            message: format!("EC2 launched {id} although asked for a dry run; terminate it"),
+            help: None,
+        }),
+    }
+}
+
+fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let tag = |key: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        subnet: i.subnet_id().map(str::to_string),
+        private_ip: i.private_ip_address().map(str::to_string),
+        launched: i.launch_time().and_then(|t| u64::try_from(t.secs()).ok()),
+        profile: tag(TAG_PROFILE),
+        job: tag(TAG_JOB),
+        deadline: tag(TAG_DEADLINE),
+    }
+}
+
+/// Instances matching `filters` (every page).
+pub async fn describe(client: &Client, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Instance>> {
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let out = client
+            .describe_instances()
+            .set_filters((!filters.is_empty()).then(|| filters.clone()))
+            .set_instance_ids((!ids.is_empty()).then(|| ids.clone()))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeInstances", &e))?;
+        for r in out.reservations() {
+            found.extend(r.instances().iter().map(instance));
+        }
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+const LIVE: &[&str] = &["pending", "running", "stopping", "stopped", "shutting-down"];
+
+/// Every bootforge instance that is not terminated.
+pub async fn bootforge_instances(client: &Client) -> Result<Vec<Instance>> {
+    describe(client, vec![filter("tag-key", &[TAG_JOB]), filter("instance-state-name", LIVE)], Vec::new()).await
+}
+
+/// The live instance of `profile`'s job `job`, if one was launched.
+pub async fn find_job(client: &Client, profile: Option<&str>, job: &str) -> Result<Vec<Instance>> {
+    let mut filters = vec![filter(&format!("tag:{TAG_JOB}"), &[job]), filter("instance-state-name", LIVE)];
+    if let Some(profile) = profile {
+        filters.push(filter(&format!("tag:{TAG_PROFILE}"), &[profile]));
+    }
+    describe(client, filters, Vec::new()).await
+}
+
+/// One instance by id.
+pub async fn get(client: &Client, id: &str) -> Result<Option<Instance>> {
+    Ok(describe(client, Vec::new(), vec![id.to_string()]).await?.into_iter().next())
+}
+
+/// Terminates `ids`.
+pub async fn terminate(client: &Client, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    client
+        .terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| aws_error("TerminateInstances", &e))?;
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! What a launch sends, decided before any call: the attempts in fallback
+//! order (cost-guarded), the tags, the idempotency token, the deadline; and
+//! the least-privilege IAM policy and the price report of a profile.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::catalog;
+use crate::compile::Compiled;
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+
+/// Tag keys bootforge sets on every instance and volume it launches.
+pub const TAG_PROFILE: &str = "bootforge:profile";
+pub const TAG_JOB: &str = "bootforge:job";
+pub const TAG_PAYLOAD: &str = "bootforge:payload-sha256";
+pub const TAG_DEADLINE: &str = "bootforge:deadline";
+
+/// Past timeout + grace, the time an instance is allowed for booting and
+/// powering off before `reap` takes it for forgotten.
+pub const DEADLINE_MARGIN_SECONDS: u64 = 15 * 60;
+
+/// One RunInstances attempt: where and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub instance_type: String,
+    pub subnet: String,
+    pub spot: bool,
+    /// Derived from profile, job, payload and this attempt: a retried call
+    /// is the same call to EC2, another attempt is another call.
+    pub client_token: String,
+}
+
+/// Everything one launch sends.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaunchPlan {
+    pub profile: String,
+    pub job: String,
+    pub region: String,
+    pub ami: String,
+    pub security_groups: Vec<String>,
+    pub key_pair: Option<String>,
+    pub instance_profile: Option<String>,
+    pub root_device: String,
+    pub root_volume_gb: Option<u32>,
+    pub metadata_tags: bool,
+    /// The payload in base64, as RunInstances carries it.
+    #[serde(skip)]
+    pub user_data: String,
+    pub payload_sha256: String,
+    pub tags: IndexMap<String, String>,
+    pub deadline: String,
+    pub deadline_epoch: u64,
+    pub attempts: Vec<Attempt>,
+    /// Instance types left out, and why.
+    pub skipped: Vec<String>,
+    pub budget_seconds: u64,
+}
+
+impl LaunchPlan {
+    /// The worst-case cost of the job on `instance_type`, when it is priced.
+    pub fn worst_cost(&self, instance_type: &str) -> Option<f64> {
+        catalog::lookup(instance_type).map(|t| t.price_per_hour * self.budget_seconds as f64 / 3600.0)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ClientToken of one attempt (64 hex characters, EC2's maximum).
+pub fn client_token(profile: &str, job: &str, payload_sha256: &str, attempt: (&str, &str, bool)) -> String {
+    use sha2::Digest as _;
+    let (instance_type, subnet, spot) = attempt;
+    let mut h = sha2::Sha256::new();
+    for part in [profile, job, payload_sha256, instance_type, subnet, if spot { "spot" } else { "on-demand" }] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T01:02:03Z`).
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Parses what [`rfc3339`] writes (and any `Z`-suffixed RFC 3339 time,
+/// fractions ignored) back to seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.strip_suffix('Z')?;
+    let time = time.split('.').next()?;
+    let mut t = time.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days).ok().map(|d| d * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Plans the launch of `compiled` at time `now` (seconds since the epoch).
+/// Fails when no instance type fits the profile's cost ceiling.
+pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
+    let p = &compiled.profile.profile;
+    let name = &compiled.profile.name;
+    let job = &p.job;
+    let budget = job.timeout.seconds() + job.grace.seconds();
+    let payload_sha256 = compiled.payload.sha256();
+
+    let mut skipped = Vec::new();
+    let mut types = Vec::new();
+    for t in &p.instance.types {
+        match (p.instance.max_cost_usd, catalog::lookup(t)) {
+            (None, _) => types.push(t.clone()),
+            (Some(ceiling), Some(entry)) => {
+                let worst = entry.price_per_hour * budget as f64 / 3600.0;
+                if worst <= ceiling {
+                    types.push(t.clone());
+                } else {
+                    skipped.push(format!(
+                        "{t}: ${:.4}/h × {:.2} h of timeout and grace = ${worst:.2}, over max_cost_usd ${ceiling:.2}",
+                        entry.price_per_hour,
+                        budget as f64 / 3600.0
+                    ));
+                }
+            }
+            (Some(_), None) => skipped.push(format!(
+                "{t}: not in the price catalog, so its cost cannot be held to max_cost_usd"
+            )),
+        }
+    }
+    if types.is_empty() {
+        return Err(Error::CostGuard {
+            profile: name.clone(),
+            reasons: skipped,
+        });
+    }
+    let markets: &[bool] = if p.instance.spot { &[true, false] } else { &[false] };
+    let mut attempts = Vec::new();
+    for &spot in markets {
+        for t in &types {
+            for subnet in &p.instance.subnets {
+                attempts.push(Attempt {
+                    instance_type: t.clone(),
+                    subnet: subnet.clone(),
+                    spot,
+                    client_token: client_token(name, &job.id, &payload_sha256, (t, subnet, spot)),
+                });
+            }
+        }
+    }
+
+    let deadline_epoch = now + budget + DEADLINE_MARGIN_SECONDS;
+    let mut tags = IndexMap::new();
+    tags.insert("Name".to_string(), format!("bootforge-{name}-{}", job.id));
+    for (k, v) in &p.instance.tags {
+        tags.insert(k.clone(), v.clone());
+    }
+    tags.insert(TAG_PROFILE.to_string(), name.clone());
+    tags.insert(TAG_JOB.to_string(), job.id.clone());
+    tags.insert(TAG_PAYLOAD.to_string(), payload_sha256.clone());
+    tags.insert(TAG_DEADLINE.to_string(), rfc3339(deadline_epoch));
+
+    Ok(LaunchPlan {
+        profile: name.clone(),
+        job: job.id.clone(),
+        region: p.instance.region.clone(),
+        ami: p.instance.ami.clone(),
+        security_groups: p.instance.security_groups.clone(),
+        key_pair: p.instance.key_pair.clone(),
+        instance_profile: p.instance.instance_profile.clone(),
+        root_device: p.instance.root_device.clone(),
+        root_volume_gb: p.instance.root_volume_gb,
+        metadata_tags: p.instance.metadata_tags,
+        user_data: compiled.payload.base64(),
+        payload_sha256,
+        tags,
+        deadline: rfc3339(deadline_epoch),
+        deadline_epoch,
+        attempts,
+        skipped,
+        budget_seconds: budget,
+    })
+}
+
+/// `cost PROFILE`: the price of a job and the cheaper types that would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostReport {
+    pub profile: String,
+    pub region: &'static str,
+    pub source: &'static str,
+    pub budget_hours: f64,
+    pub max_cost_usd: Option<f64>,
+    pub types: Vec<TypeCost>,
+    /// Catalog types with the same GPU or a better one, cheaper than the
+    /// profile's first type.
+    pub cheaper: Vec<TypeCost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeCost {
+    pub instance_type: String,
+    pub gpu: Option<String>,
+    pub price_per_hour: Option<f64>,
+    pub cost_at_timeout: Option<f64>,
+}
+
+fn type_cost(name: &str, hours: f64) -> TypeCost {
+    let entry = catalog::lookup(name);
+    TypeCost {
+        instance_type: name.to_string(),
+        gpu: entry.map(|t| format!("{}× {} {} GB", t.gpu_count, t.gpu, t.gpu_memory_gib)),
+        price_per_hour: entry.map(|t| t.price_per_hour),
+        cost_at_timeout: entry.map(|t| t.price_per_hour * hours),
+    }
+}
+
+/// Prices the profile's types over its timeout and grace.
+pub fn cost(name: &str, profile: &Profile) -> CostReport {
+    let job = &profile.job;
+    let hours = (job.timeout.seconds() + job.grace.seconds()) as f64 / 3600.0;
+    let types: Vec<TypeCost> = profile.instance.types.iter().map(|t| type_cost(t, hours)).collect();
+    let mut cheaper = Vec::new();
+    if let Some(first) = profile.instance.types.first().and_then(|t| catalog::lookup(t)) {
+        let rank = catalog::gpu_rank(first.gpu);
+        for t in catalog::CATALOG {
+            let good = catalog::gpu_rank(t.gpu) >= rank
+                && t.gpu_count >= first.gpu_count
+                && t.gpu_memory_gib >= first.gpu_memory_gib;
+            if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
+                cheaper.push(type_cost(t.name, hours));
+            }
+        }
+        cheaper.sort_by(|a, b| a.price_per_hour.unwrap_or(0.0).total_cmp(&b.price_per_hour.unwrap_or(0.0)));
+    }
+    CostReport {
+        profile: name.to_string(),
+        region: catalog::PRICE_REGION,
+        source: catalog::PRICE_SOURCE,
+        budget_hours: hours,
+        max_cost_usd: profile.instance.max_cost_usd,
+        types,
+        cheaper,
+    }
+}
+
+/// `iam-policy PROFILE`: what the launching host needs, and no more.
+pub fn iam_policy(name: &str, profile: &Profile) -> Json {
+    let i = &profile.instance;
+    let region = &i.region;
+    let account = i.account.clone().unwrap_or_else(|| "*".to_string());
+    let arn = |kind: &str, id: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/{id}");
+    let mut launch_on = vec![format!("arn:aws:ec2:{region}::image/{}", i.ami)];
+    launch_on.extend(i.subnets.iter().map(|s| arn("subnet", s)));
+    launch_on.extend(i.security_groups.iter().map(|s| arn("security-group", s)));
+    if let Some(key) = &i.key_pair {
+        launch_on.push(arn("key-pair", key));
+    }
+    let mut created = vec![arn("instance", "*"), arn("volume", "*"), arn("network-interface", "*")];
+    if i.spot {
+        created.push(arn("spot-instances-request", "*"));
+    }
+    let tag_keys: Vec<String> = ["Name", "bootforge:*"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(i.tags.keys().cloned())
+        .collect();
+    let mut statements = vec![
+        json!({
+            "Sid": "LaunchFromTheProfilesResources",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": launch_on,
+        }),
+        json!({
+            "Sid": "CreateOnlyTheProfilesInstancesTaggedAtLaunch",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": created,
+            "Condition": {
+                "StringEquals": {
+                    format!("aws:RequestTag/{TAG_PROFILE}"): name,
+                    "ec2:InstanceType": i.types,
+                    "ec2:MetadataHttpTokens": "required",
+                },
+                "ForAllValues:StringLike": {"aws:TagKeys": tag_keys},
+            },
+        }),
+        json!({
+            "Sid": "TagOnlyWhileLaunching",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": created,
+            "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+        }),
+        json!({
+            "Sid": "TerminateOnlyTheProfilesInstances",
+            "Effect": "Allow",
+            "Action": "ec2:TerminateInstances",
+            "Resource": arn("instance", "*"),
+            "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_PROFILE}"): name}},
+        }),
+        json!({
+            "Sid": "DescribeCannotBeScoped",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus"],
+            "Resource": "*",
+        }),
+    ];
+    if let Some(role) = &i.instance_profile {
+        let account = i.account.clone().unwrap_or_else(|| "*".to_string());
+        statements.push(json!({
+            "Sid": "PassOnlyTheInstanceRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": format!("arn:aws:iam::{account}:role/{role}"),
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for epoch in [0, 951_782_400, 1_795_916_911, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&rfc3339(epoch)), Some(epoch), "{}", rfc3339(epoch));
+        }
+        assert_eq!(rfc3339(1_795_916_911), "2026-11-29T01:48:31Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(parse_rfc3339("2026-11-29T01:48:31.250Z"), Some(1_795_916_911));
+        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-29 01:48:31", "2026-11-29T01:48:31+01:00", "x-y-zT1:2:3Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_differ_by_attempt_and_fit_ec2() {
+        let a = client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false));
+        assert_eq!(a.len(), 64);
+        assert!(a.is_ascii());
+        assert_eq!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false)));
+        assert_ne!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-2", false)));
+        assert_ne!(a, client_token("p", "j2", "sha", ("g6e.xlarge", "subnet-1", false)));
+        assert_ne!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", true)));
+    }
+}
