@@ -119,7 +119,9 @@ enum Command {
     },
     /// Start a job's instance with the compiled payload; `--wait` follows it to the end.
     #[cfg(feature = "aws")]
-    #[command(after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n\nExit codes with --wait: 0 the job succeeded, 1 it did not, 3 it wrote no status.")]
+    #[command(
+        after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n\nExit codes with --wait: 0 the job succeeded, 1 it did not, 3 it wrote no status."
+    )]
     Launch {
         profile: String,
         #[command(flatten)]
@@ -150,7 +152,9 @@ enum Command {
     },
     /// Terminate bootforge instances, by id or by job; never anything else.
     #[cfg(feature = "aws")]
-    #[command(after_help = "Examples:\n  bootforge terminate i-0123456789abcdef0\n  bootforge terminate --job run-42")]
+    #[command(
+        after_help = "Examples:\n  bootforge terminate i-0123456789abcdef0\n  bootforge terminate --job run-42"
+    )]
     Terminate {
         /// Instance ids.
         ids: Vec<String>,
@@ -164,7 +168,9 @@ enum Command {
     },
     /// Terminate bootforge instances past their deadline (lists them without --yes).
     #[cfg(feature = "aws")]
-    #[command(after_help = "Examples:\n  bootforge reap            what would be terminated\n  bootforge reap --yes      terminate them (cron: */10 * * * * bootforge reap --yes)")]
+    #[command(
+        after_help = "Examples:\n  bootforge reap            what would be terminated\n  bootforge reap --yes      terminate them (cron: */10 * * * * bootforge reap --yes)"
+    )]
     Reap {
         /// Terminate, rather than list.
         #[arg(long)]
@@ -184,7 +190,10 @@ enum Command {
         json: bool,
     },
     /// Print the least-privilege IAM policy the launching host needs for a profile.
-    #[command(name = "iam-policy", after_help = "Examples:\n  bootforge iam-policy traffic-sign-gpu > policy.json")]
+    #[command(
+        name = "iam-policy",
+        after_help = "Examples:\n  bootforge iam-policy traffic-sign-gpu > policy.json"
+    )]
     IamPolicy {
         profile: String,
         #[command(flatten)]
@@ -496,14 +505,32 @@ fn execute(cli: Cli) -> Result<i32> {
             aws::launch(&compiled, *dry_run, *wait, *follow, *poll, *json)
         }
         #[cfg(feature = "aws")]
-        Command::Ps { region, json } => aws::ps(&aws::region(&library, region.region.as_deref())?, *json),
-        #[cfg(feature = "aws")]
-        Command::Terminate { ids, job, region, json } => {
-            aws::terminate(&aws::region(&library, region.region.as_deref())?, ids, job.as_deref(), *json)
+        Command::Ps { region, json } => {
+            aws::ps(&aws::region(&library, region.region.as_deref())?, *json)
         }
         #[cfg(feature = "aws")]
-        Command::Reap { yes, region, json } => aws::reap(&aws::region(&library, region.region.as_deref())?, *yes, *json),
-        Command::Cost { profile, sets, json } => {
+        Command::Terminate {
+            ids,
+            job,
+            region,
+            json,
+        } => aws::terminate(
+            &aws::region(&library, region.region.as_deref())?,
+            ids,
+            job.as_deref(),
+            *json,
+        ),
+        #[cfg(feature = "aws")]
+        Command::Reap { yes, region, json } => aws::reap(
+            &aws::region(&library, region.region.as_deref())?,
+            *yes,
+            *json,
+        ),
+        Command::Cost {
+            profile,
+            sets,
+            json,
+        } => {
             let name = profile_name(&mut library, Some(profile))?;
             let loaded = crate::profile::load(&library, &name, &sets.parse()?)?;
             let report = crate::launch::cost(&name, &loaded.profile);
@@ -599,7 +626,8 @@ fn print_cost(report: &crate::launch::CostReport) {
             "  {:14} {:18} {}/h, {} at the timeout",
             t.instance_type,
             t.gpu.as_deref().unwrap_or("?"),
-            t.price_per_hour.map_or("unpriced".to_string(), |p| format!("${p:.4}")),
+            t.price_per_hour
+                .map_or("unpriced".to_string(), |p| format!("${p:.4}")),
             money(t.cost_at_timeout)
         );
     }
@@ -656,7 +684,12 @@ mod aws {
                 return Ok(r);
             }
         }
-        Ok(crate::profile::load(library, crate::profile::DEFAULT_PROFILE, &[])?.profile.instance.region)
+        Ok(
+            crate::profile::load(library, crate::profile::DEFAULT_PROFILE, &[])?
+                .profile
+                .instance
+                .region,
+        )
     }
 
     fn progress(json: bool) -> impl FnMut(Event) {
@@ -668,7 +701,14 @@ mod aws {
         }
     }
 
-    pub fn launch(compiled: &Compiled, dry_run: bool, wait: bool, follow: bool, poll: f64, json: bool) -> Result<i32> {
+    pub fn launch(
+        compiled: &Compiled,
+        dry_run: bool,
+        wait: bool,
+        follow: bool,
+        poll: f64,
+        json: bool,
+    ) -> Result<i32> {
         let plan = crate::launch::plan(compiled, operate::now())?;
         for skipped in &plan.skipped {
             eprintln!("not using {skipped}");
@@ -691,13 +731,19 @@ mod aws {
             if !json {
                 println!(
                     "{} {} {} ({}) in {}, private IP {}, {}/h, {} at the timeout, deadline {}",
-                    if launched.launched { "launched" } else { "found" },
+                    if launched.launched {
+                        "launched"
+                    } else {
+                        "found"
+                    },
                     i.id,
                     i.state,
                     i.instance_type,
                     i.subnet.as_deref().unwrap_or("?"),
                     i.private_ip.as_deref().unwrap_or("-"),
-                    launched.price_per_hour.map_or("unpriced".to_string(), |p| format!("${p:.4}")),
+                    launched
+                        .price_per_hour
+                        .map_or("unpriced".to_string(), |p| format!("${p:.4}")),
                     money(launched.cost_at_timeout),
                     plan.deadline
                 );
@@ -722,11 +768,24 @@ mod aws {
             let mut code = 0;
             if wait {
                 let job = &compiled.profile.profile.job;
-                let dir = std::path::Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir)).join(&job.id);
-                let finished = operate::wait(&client, &i.id, &dir, plan.deadline_epoch, poll, follow, &mut on).await?;
+                let dir = std::path::Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir))
+                    .join(&job.id);
+                let finished = operate::wait(
+                    &client,
+                    &i.id,
+                    &dir,
+                    plan.deadline_epoch,
+                    poll,
+                    follow,
+                    &mut on,
+                )
+                .await?;
                 if !json {
                     match &finished.status {
-                        Some(_) => println!("job {} {} (exit code {})", plan.job, finished.outcome, finished.exit_code),
+                        Some(_) => println!(
+                            "job {} {} (exit code {})",
+                            plan.job, finished.outcome, finished.exit_code
+                        ),
                         None => println!("job {} wrote no status in {}", plan.job, dir.display()),
                     }
                 }
@@ -775,7 +834,10 @@ mod aws {
             } else if list.is_empty() {
                 println!("no bootforge instance is alive in {region}");
             } else {
-                println!("{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}", "INSTANCE", "PROFILE", "JOB", "STATE", "TYPE", "AGE", "DEADLINE", "COST");
+                println!(
+                    "{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}",
+                    "INSTANCE", "PROFILE", "JOB", "STATE", "TYPE", "AGE", "DEADLINE", "COST"
+                );
                 for (i, row) in list.iter().zip(&rows) {
                     println!(
                         "{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}{}",
@@ -787,7 +849,11 @@ mod aws {
                         hms(age(i, now)),
                         i.deadline.as_deref().unwrap_or("-"),
                         money(row["cost_so_far"].as_f64()),
-                        if row["past_deadline"] == true { "  PAST DEADLINE" } else { "" }
+                        if row["past_deadline"] == true {
+                            "  PAST DEADLINE"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -798,7 +864,8 @@ mod aws {
     pub fn terminate(region: &str, ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
         if ids.is_empty() && job.is_none() {
             return Err(Error::Usage {
-                message: "say which instances: `terminate INSTANCE…` or `terminate --job ID`".to_string(),
+                message: "say which instances: `terminate INSTANCE…` or `terminate --job ID`"
+                    .to_string(),
             });
         }
         runtime()?.block_on(async {
@@ -843,7 +910,9 @@ mod aws {
             let live = ec2::bootforge_instances(&client).await?;
             let expired: Vec<&Instance> = live
                 .iter()
-                .filter(|i| i.state != "shutting-down" && i.deadline_epoch().is_some_and(|d| d < now))
+                .filter(|i| {
+                    i.state != "shutting-down" && i.deadline_epoch().is_some_and(|d| d < now)
+                })
                 .collect();
             let ids: Vec<String> = expired.iter().map(|i| i.id.clone()).collect();
             if yes {
@@ -866,7 +935,11 @@ mod aws {
                         i.profile.as_deref().unwrap_or("?"),
                         i.job.as_deref().unwrap_or("?"),
                         i.deadline.as_deref().unwrap_or("?"),
-                        if yes { "" } else { " (run with --yes to terminate)" }
+                        if yes {
+                            ""
+                        } else {
+                            " (run with --yes to terminate)"
+                        }
                     );
                 }
             }

@@ -9,8 +9,13 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, MarketType, ResourceType,
-    ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
+    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, MarketType,
+    ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    VolumeType,
+};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 use serde::Serialize;
 
@@ -35,7 +40,10 @@ pub struct Instance {
 impl Instance {
     /// Whether the instance is still alive (and costing, or about to).
     pub fn live(&self) -> bool {
-        matches!(self.state.as_str(), "pending" | "running" | "stopping" | "stopped")
+        matches!(
+            self.state.as_str(),
+            "pending" | "running" | "stopping" | "stopped"
+        )
     }
 
     /// When bootforge expects it gone, from its tag.
@@ -78,24 +86,33 @@ fn advice(code: &str) -> Option<String> {
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
             "the launching host lacks this permission: attach the policy `bootforge iam-policy PROFILE` prints to its role"
         }
-        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
+        "AuthFailure"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch" => {
             "AWS rejects these credentials: check the instance role, AWS_PROFILE or the AWS_* variables"
         }
         "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" | "InvalidAMIID.Unavailable" => {
             "the AMI does not exist in this region or account: check instance.ami and instance.region"
         }
-        "InvalidSubnetID.NotFound" => "the subnet does not exist in this region: check instance.subnets",
+        "InvalidSubnetID.NotFound" => {
+            "the subnet does not exist in this region: check instance.subnets"
+        }
         "InvalidGroup.NotFound" | "InvalidSecurityGroupID.NotFound" => {
             "a security group does not exist in the subnet's VPC: check instance.security_groups"
         }
-        "InvalidKeyPair.NotFound" => "the key pair does not exist in this region: check instance.key_pair",
+        "InvalidKeyPair.NotFound" => {
+            "the key pair does not exist in this region: check instance.key_pair"
+        }
         "InvalidParameterValue" | "InvalidParameterCombination" => {
             "EC2 refuses a value of the profile: `bootforge validate` and the message above say which"
         }
         "IdempotentParameterMismatch" => {
             "a launch of this job with other parameters was made before: give the job a new id (--set job_id=…)"
         }
-        "RequestLimitExceeded" | "Throttling" => "EC2 is throttling this account: retry in a minute",
+        "RequestLimitExceeded" | "Throttling" => {
+            "EC2 is throttling this account: retry in a minute"
+        }
         _ => return None,
     };
     Some(text.to_string())
@@ -130,6 +147,37 @@ where
     }
 }
 
+/// Capacity errors are an answer, not a hiccup: EC2 sends some with HTTP
+/// 500, which the SDK would retry; the fallback to the next subnet or type
+/// is the retry that helps.
+#[derive(Debug)]
+struct CapacityIsFinal;
+
+impl ClassifyRetry for CapacityIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let code = ctx
+            .output_or_error()
+            .and_then(|r| r.err())
+            .and_then(|e| e.as_operation_error())
+            .and_then(|e| {
+                e.downcast_ref::<aws_sdk_ec2::operation::run_instances::RunInstancesError>()
+            })
+            .and_then(|e| e.code());
+        match code {
+            Some(code) if CAPACITY_CODES.contains(&code) => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "bootforge: capacity errors are final"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::http_status_code_classifier())
+    }
+}
+
 /// A client for one region, configured the AWS way: the default credential
 /// chain, `AWS_PROFILE`, `AWS_ENDPOINT_URL`; standard retries with backoff
 /// for throttling and dropped connections.
@@ -144,7 +192,10 @@ pub async fn client(region: &str) -> Client {
         )
         .load()
         .await;
-    Client::new(&config)
+    let config = aws_sdk_ec2::config::Builder::from(&config)
+        .retry_classifier(CapacityIsFinal)
+        .build();
+    Client::from_conf(config)
 }
 
 fn tags(plan: &LaunchPlan) -> Vec<Tag> {
@@ -160,7 +211,13 @@ async fn run_instances(
     plan: &LaunchPlan,
     attempt: &Attempt,
     dry_run: bool,
-) -> std::result::Result<String, SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError, aws_sdk_ec2::config::http::HttpResponse>> {
+) -> std::result::Result<
+    String,
+    SdkError<
+        aws_sdk_ec2::operation::run_instances::RunInstancesError,
+        aws_sdk_ec2::config::http::HttpResponse,
+    >,
+> {
     let mut ebs = EbsBlockDevice::builder()
         .volume_type(VolumeType::Gp3)
         .delete_on_termination(true);
@@ -207,7 +264,11 @@ async fn run_instances(
         .client_token(&attempt.client_token)
         .dry_run(dry_run);
     if let Some(profile) = &plan.instance_profile {
-        request = request.iam_instance_profile(IamInstanceProfileSpecification::builder().name(profile).build());
+        request = request.iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(profile)
+                .build(),
+        );
     }
     if attempt.spot {
         request = request.instance_market_options(
@@ -232,7 +293,11 @@ async fn run_instances(
 }
 
 /// Launches one attempt; capacity errors are told apart from the rest.
-pub async fn launch(client: &Client, plan: &LaunchPlan, attempt: &Attempt) -> std::result::Result<String, AttemptError> {
+pub async fn launch(
+    client: &Client,
+    plan: &LaunchPlan,
+    attempt: &Attempt,
+) -> std::result::Result<String, AttemptError> {
     match run_instances(client, plan, attempt, false).await {
         Ok(id) if !id.is_empty() => Ok(id),
         Ok(_) => Err(AttemptError::Fatal(Error::Aws {
@@ -241,11 +306,13 @@ pub async fn launch(client: &Client, plan: &LaunchPlan, attempt: &Attempt) -> st
             message: "EC2 answered without an instance".to_string(),
             help: None,
         })),
-        Err(e) if e.code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => Err(AttemptError::Capacity(format!(
-            "{}: {}",
-            e.code().unwrap_or_default(),
-            e.message().unwrap_or_default()
-        ))),
+        Err(e) if e.code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => {
+            Err(AttemptError::Capacity(format!(
+                "{}: {}",
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default()
+            )))
+        }
         Err(e) => Err(AttemptError::Fatal(aws_error("RunInstances", &e))),
     }
 }
@@ -290,7 +357,10 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
             .and_then(|s| s.name())
             .map(|n| n.as_str().to_string())
             .unwrap_or_default(),
-        instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        instance_type: i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
         subnet: i.subnet_id().map(str::to_string),
         private_ip: i.private_ip_address().map(str::to_string),
         launched: i.launch_time().and_then(|t| u64::try_from(t.secs()).ok()),
@@ -301,7 +371,11 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
 }
 
 /// Instances matching `filters` (every page).
-pub async fn describe(client: &Client, filters: Vec<Filter>, ids: Vec<String>) -> Result<Vec<Instance>> {
+pub async fn describe(
+    client: &Client,
+    filters: Vec<Filter>,
+    ids: Vec<String>,
+) -> Result<Vec<Instance>> {
     let mut found = Vec::new();
     let mut token = None;
     loop {
@@ -334,12 +408,23 @@ const LIVE: &[&str] = &["pending", "running", "stopping", "stopped", "shutting-d
 
 /// Every bootforge instance that is not terminated.
 pub async fn bootforge_instances(client: &Client) -> Result<Vec<Instance>> {
-    describe(client, vec![filter("tag-key", &[TAG_JOB]), filter("instance-state-name", LIVE)], Vec::new()).await
+    describe(
+        client,
+        vec![
+            filter("tag-key", &[TAG_JOB]),
+            filter("instance-state-name", LIVE),
+        ],
+        Vec::new(),
+    )
+    .await
 }
 
 /// The live instance of `profile`'s job `job`, if one was launched.
 pub async fn find_job(client: &Client, profile: Option<&str>, job: &str) -> Result<Vec<Instance>> {
-    let mut filters = vec![filter(&format!("tag:{TAG_JOB}"), &[job]), filter("instance-state-name", LIVE)];
+    let mut filters = vec![
+        filter(&format!("tag:{TAG_JOB}"), &[job]),
+        filter("instance-state-name", LIVE),
+    ];
     if let Some(profile) = profile {
         filters.push(filter(&format!("tag:{TAG_PROFILE}"), &[profile]));
     }
@@ -348,7 +433,10 @@ pub async fn find_job(client: &Client, profile: Option<&str>, job: &str) -> Resu
 
 /// One instance by id.
 pub async fn get(client: &Client, id: &str) -> Result<Option<Instance>> {
-    Ok(describe(client, Vec::new(), vec![id.to_string()]).await?.into_iter().next())
+    Ok(describe(client, Vec::new(), vec![id.to_string()])
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// Terminates `ids`.

@@ -175,7 +175,10 @@ pub enum Error {
         help: Option<String>,
     },
     /// No instance type of the profile fits its cost ceiling.
-    CostGuard { profile: String, reasons: Vec<String> },
+    CostGuard {
+        profile: String,
+        reasons: Vec<String>,
+    },
     /// EC2 said no.
     Aws {
         operation: &'static str,
@@ -404,8 +407,18 @@ impl Error {
                 "refusing to launch profile `{profile}`: no instance type fits its cost ceiling ({})",
                 reasons.join("; ")
             ),
-            Error::Aws { operation, code, message, .. } if code.is_empty() => format!("{operation}: {message}"),
-            Error::Aws { operation, code, message, .. } => format!("{operation}: {code}: {message}"),
+            Error::Aws {
+                operation,
+                code,
+                message,
+                ..
+            } if code.is_empty() => format!("{operation}: {message}"),
+            Error::Aws {
+                operation,
+                code,
+                message,
+                ..
+            } => format!("{operation}: {code}: {message}"),
         }
     }
 

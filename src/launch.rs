@@ -61,7 +61,8 @@ pub struct LaunchPlan {
 impl LaunchPlan {
     /// The worst-case cost of the job on `instance_type`, when it is priced.
     pub fn worst_cost(&self, instance_type: &str) -> Option<f64> {
-        catalog::lookup(instance_type).map(|t| t.price_per_hour * self.budget_seconds as f64 / 3600.0)
+        catalog::lookup(instance_type)
+            .map(|t| t.price_per_hour * self.budget_seconds as f64 / 3600.0)
     }
 }
 
@@ -70,11 +71,23 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The ClientToken of one attempt (64 hex characters, EC2's maximum).
-pub fn client_token(profile: &str, job: &str, payload_sha256: &str, attempt: (&str, &str, bool)) -> String {
+pub fn client_token(
+    profile: &str,
+    job: &str,
+    payload_sha256: &str,
+    attempt: (&str, &str, bool),
+) -> String {
     use sha2::Digest as _;
     let (instance_type, subnet, spot) = attempt;
     let mut h = sha2::Sha256::new();
-    for part in [profile, job, payload_sha256, instance_type, subnet, if spot { "spot" } else { "on-demand" }] {
+    for part in [
+        profile,
+        job,
+        payload_sha256,
+        instance_type,
+        subnet,
+        if spot { "spot" } else { "on-demand" },
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -124,7 +137,9 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400 + h * 3600 + m * 60 + s)
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// Plans the launch of `compiled` at time `now` (seconds since the epoch).
@@ -164,7 +179,11 @@ pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
             reasons: skipped,
         });
     }
-    let markets: &[bool] = if p.instance.spot { &[true, false] } else { &[false] };
+    let markets: &[bool] = if p.instance.spot {
+        &[true, false]
+    } else {
+        &[false]
+    };
     let mut attempts = Vec::new();
     for &spot in markets {
         for t in &types {
@@ -248,9 +267,19 @@ fn type_cost(name: &str, hours: f64) -> TypeCost {
 pub fn cost(name: &str, profile: &Profile) -> CostReport {
     let job = &profile.job;
     let hours = (job.timeout.seconds() + job.grace.seconds()) as f64 / 3600.0;
-    let types: Vec<TypeCost> = profile.instance.types.iter().map(|t| type_cost(t, hours)).collect();
+    let types: Vec<TypeCost> = profile
+        .instance
+        .types
+        .iter()
+        .map(|t| type_cost(t, hours))
+        .collect();
     let mut cheaper = Vec::new();
-    if let Some(first) = profile.instance.types.first().and_then(|t| catalog::lookup(t)) {
+    if let Some(first) = profile
+        .instance
+        .types
+        .first()
+        .and_then(|t| catalog::lookup(t))
+    {
         let rank = catalog::gpu_rank(first.gpu);
         for t in catalog::CATALOG {
             let good = catalog::gpu_rank(t.gpu) >= rank
@@ -260,7 +289,11 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
                 cheaper.push(type_cost(t.name, hours));
             }
         }
-        cheaper.sort_by(|a, b| a.price_per_hour.unwrap_or(0.0).total_cmp(&b.price_per_hour.unwrap_or(0.0)));
+        cheaper.sort_by(|a, b| {
+            a.price_per_hour
+                .unwrap_or(0.0)
+                .total_cmp(&b.price_per_hour.unwrap_or(0.0))
+        });
     }
     CostReport {
         profile: name.to_string(),
@@ -285,15 +318,24 @@ pub fn iam_policy(name: &str, profile: &Profile) -> Json {
     if let Some(key) = &i.key_pair {
         launch_on.push(arn("key-pair", key));
     }
-    let mut created = vec![arn("instance", "*"), arn("volume", "*"), arn("network-interface", "*")];
+    // Every resource RunInstances creates; the network interface comes from
+    // the subnet above and takes no tags.
+    let mut created = vec![
+        arn("instance", "*"),
+        arn("volume", "*"),
+        arn("network-interface", "*"),
+    ];
+    let mut untagged = vec![arn("network-interface", "*")];
     if i.spot {
         created.push(arn("spot-instances-request", "*"));
+        untagged.push(arn("spot-instances-request", "*"));
     }
     let tag_keys: Vec<String> = ["Name", "bootforge:*"]
         .into_iter()
         .map(str::to_string)
         .chain(i.tags.keys().cloned())
         .collect();
+    let request_tag = format!("aws:RequestTag/{TAG_PROFILE}");
     let mut statements = vec![
         json!({
             "Sid": "LaunchFromTheProfilesResources",
@@ -302,18 +344,31 @@ pub fn iam_policy(name: &str, profile: &Profile) -> Json {
             "Resource": launch_on,
         }),
         json!({
-            "Sid": "CreateOnlyTheProfilesInstancesTaggedAtLaunch",
+            "Sid": "CreateOnlyTheProfilesInstances",
             "Effect": "Allow",
             "Action": "ec2:RunInstances",
-            "Resource": created,
+            "Resource": arn("instance", "*"),
             "Condition": {
                 "StringEquals": {
-                    format!("aws:RequestTag/{TAG_PROFILE}"): name,
+                    &request_tag: name,
                     "ec2:InstanceType": i.types,
                     "ec2:MetadataHttpTokens": "required",
                 },
                 "ForAllValues:StringLike": {"aws:TagKeys": tag_keys},
             },
+        }),
+        json!({
+            "Sid": "CreateOnlyVolumesTaggedAtLaunch",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": arn("volume", "*"),
+            "Condition": {"StringEquals": {&request_tag: name}},
+        }),
+        json!({
+            "Sid": "CreateTheNetworkInterfaceInTheSubnetAbove",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": untagged,
         }),
         json!({
             "Sid": "TagOnlyWhileLaunching",
@@ -356,12 +411,26 @@ mod tests {
     #[test]
     fn rfc3339_round_trips() {
         for epoch in [0, 951_782_400, 1_795_916_911, 4_102_444_799] {
-            assert_eq!(parse_rfc3339(&rfc3339(epoch)), Some(epoch), "{}", rfc3339(epoch));
+            assert_eq!(
+                parse_rfc3339(&rfc3339(epoch)),
+                Some(epoch),
+                "{}",
+                rfc3339(epoch)
+            );
         }
         assert_eq!(rfc3339(1_795_916_911), "2026-11-29T01:48:31Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(parse_rfc3339("2026-11-29T01:48:31.250Z"), Some(1_795_916_911));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-29 01:48:31", "2026-11-29T01:48:31+01:00", "x-y-zT1:2:3Z"] {
+        assert_eq!(
+            parse_rfc3339("2026-11-29T01:48:31.250Z"),
+            Some(1_795_916_911)
+        );
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-29 01:48:31",
+            "2026-11-29T01:48:31+01:00",
+            "x-y-zT1:2:3Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
@@ -371,9 +440,21 @@ mod tests {
         let a = client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false));
         assert_eq!(a.len(), 64);
         assert!(a.is_ascii());
-        assert_eq!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false)));
-        assert_ne!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-2", false)));
-        assert_ne!(a, client_token("p", "j2", "sha", ("g6e.xlarge", "subnet-1", false)));
-        assert_ne!(a, client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", true)));
+        assert_eq!(
+            a,
+            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false))
+        );
+        assert_ne!(
+            a,
+            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-2", false))
+        );
+        assert_ne!(
+            a,
+            client_token("p", "j2", "sha", ("g6e.xlarge", "subnet-1", false))
+        );
+        assert_ne!(
+            a,
+            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", true))
+        );
     }
 }

@@ -18,11 +18,11 @@ pub mod catalog;
 mod cli;
 mod compile;
 mod duration;
+#[cfg(feature = "aws")]
+pub mod ec2;
 mod error;
 mod explain;
 mod golden;
-#[cfg(feature = "aws")]
-pub mod ec2;
 pub mod launch;
 mod library;
 mod merge;

@@ -25,7 +25,9 @@ pub enum Event {
 
 /// Seconds since the epoch, now.
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What `launch` did.
@@ -43,7 +45,12 @@ pub struct Launched {
 
 /// Launches the plan's job, or finds the live instance a previous launch of
 /// the same job started; then waits (bounded) for it to run.
-pub async fn launch(client: &Client, plan: &LaunchPlan, poll: Duration, on: &mut dyn FnMut(Event)) -> Result<Launched> {
+pub async fn launch(
+    client: &Client,
+    plan: &LaunchPlan,
+    poll: Duration,
+    on: &mut dyn FnMut(Event),
+) -> Result<Launched> {
     let existing = ec2::find_job(client, Some(&plan.profile), &plan.job).await?;
     let (launched, id, attempt, no_capacity) = if let Some(found) = existing.first() {
         on(Event::Progress(format!(
@@ -66,8 +73,13 @@ pub async fn launch(client: &Client, plan: &LaunchPlan, poll: Duration, on: &mut
                     break;
                 }
                 Err(AttemptError::Capacity(why)) => {
-                    on(Event::Progress(format!("  no capacity: {why}; trying the next")));
-                    no_capacity.push(format!("{} {market} in {}: {why}", attempt.instance_type, attempt.subnet));
+                    on(Event::Progress(format!(
+                        "  no capacity: {why}; trying the next"
+                    )));
+                    no_capacity.push(format!(
+                        "{} {market} in {}: {why}",
+                        attempt.instance_type, attempt.subnet
+                    ));
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
             }
@@ -88,15 +100,25 @@ pub async fn launch(client: &Client, plan: &LaunchPlan, poll: Duration, on: &mut
         let current = ec2::get(client, &id).await?;
         match current {
             Some(i) if i.state != "pending" => break i,
-            Some(i) => on(Event::Progress(format!("{} {} ({}s)", i.id, i.state, start.elapsed().as_secs()))),
-            None => on(Event::Progress(format!("{id} not visible yet ({}s)", start.elapsed().as_secs()))),
+            Some(i) => on(Event::Progress(format!(
+                "{} {} ({}s)",
+                i.id,
+                i.state,
+                start.elapsed().as_secs()
+            ))),
+            None => on(Event::Progress(format!(
+                "{id} not visible yet ({}s)",
+                start.elapsed().as_secs()
+            ))),
         }
         if start.elapsed() > Duration::from_secs(600) {
             return Err(Error::Aws {
                 operation: "DescribeInstances",
                 code: String::new(),
                 message: format!("{id} is still not running after 10 minutes"),
-                help: Some("look at it in the EC2 console; `bootforge terminate` ends it".to_string()),
+                help: Some(
+                    "look at it in the EC2 console; `bootforge terminate` ends it".to_string(),
+                ),
             });
         }
         tokio::time::sleep(poll).await;
@@ -185,20 +207,29 @@ pub async fn wait(
         if let Some(f) = follow.as_mut() {
             f.poll(on);
         }
-        let state = ec2::get(client, id).await?.map_or_else(|| "terminated".to_string(), |i| i.state);
+        let state = ec2::get(client, id)
+            .await?
+            .map_or_else(|| "terminated".to_string(), |i| i.state);
         if state != last {
-            on(Event::Progress(format!("{id} {state} ({}s)", start.elapsed().as_secs())));
+            on(Event::Progress(format!(
+                "{id} {state} ({}s)",
+                start.elapsed().as_secs()
+            )));
             last.clone_from(&state);
         }
         match state.as_str() {
             "terminated" => break state,
             "stopped" => {
-                on(Event::Progress(format!("{id} stopped instead of terminating: terminating it")));
+                on(Event::Progress(format!(
+                    "{id} stopped instead of terminating: terminating it"
+                )));
                 ec2::terminate(client, &[id.to_string()]).await?;
                 terminated_by_bootforge = true;
             }
             _ if now() > deadline && !terminated_by_bootforge => {
-                on(Event::Progress(format!("{id} is past its deadline: terminating it")));
+                on(Event::Progress(format!(
+                    "{id} is past its deadline: terminating it"
+                )));
                 ec2::terminate(client, &[id.to_string()]).await?;
                 terminated_by_bootforge = true;
             }
@@ -230,7 +261,13 @@ mod tests {
     fn outcomes_map_to_exit_codes() {
         let s = |o: &str| serde_json::json!({ "outcome": o });
         assert_eq!(exit_code(Some(&s("succeeded"))).1, 0);
-        for o in ["failed", "timed_out", "mount_failed", "deps_failed", "gpu_missing"] {
+        for o in [
+            "failed",
+            "timed_out",
+            "mount_failed",
+            "deps_failed",
+            "gpu_missing",
+        ] {
             assert_eq!(exit_code(Some(&s(o))), (o.to_string(), 1));
         }
         assert_eq!(exit_code(None).1, NO_STATUS);

@@ -230,7 +230,12 @@ impl Checks<'_> {
         if let Some(account) = i.account.clone()
             && !re(r"^[0-9]{12}$").is_match(&account)
         {
-            self.error("bad-id", "instance.account", format!("`{account}` is not an AWS account id"), Some("an account id is 12 digits"));
+            self.error(
+                "bad-id",
+                "instance.account",
+                format!("`{account}` is not an AWS account id"),
+                Some("an account id is 12 digits"),
+            );
         }
         if let Some(az) = i.availability_zone.clone()
             && !(az.len() == region.len() + 1

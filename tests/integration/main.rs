@@ -5,6 +5,10 @@ mod cli;
 mod compile;
 mod fuzz;
 mod golden;
+#[cfg(feature = "aws")]
+mod launch;
+#[cfg(feature = "aws")]
+mod proxy;
 mod runner;
 #[cfg(feature = "smoke")]
 mod smoke;
@@ -76,6 +80,15 @@ impl Test {
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Test {
         self.command.current_dir(dir);
         self
+    }
+
+    /// Starts the command without waiting for it.
+    pub fn spawn(&mut self) -> std::process::Child {
+        self.command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start bootforge")
     }
 
     pub fn run(&mut self) -> Run {

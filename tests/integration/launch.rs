@@ -1,0 +1,814 @@
+//! The launcher against a real EC2 API emulator (moto_server on a free
+//! loopback port, one per test), and the fault-injecting proxy in front of
+//! it for what moto does not do.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, Tag};
+use base64::Engine as _;
+use serde_json::Value as Json;
+
+use crate::proxy::{Faults, Proxy};
+use crate::{Run, Test, root};
+
+/// A moto_server of this test's own, killed when the test ends.
+struct Moto {
+    child: Child,
+    url: String,
+    address: String,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        if !crate::have("moto_server") {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let address = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while TcpStream::connect(&address).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Moto {
+            child,
+            url: format!("http://{address}"),
+            address,
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An emulated account: a VPC with two subnets, a security group, the key
+/// pair, and an AMI moto knows.
+struct World {
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    subnets: [String; 2],
+    sg: String,
+    ami: String,
+    logs: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        let moto = Moto::start()?;
+        let rt = runtime();
+        let client = rt.block_on(async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-2"))
+                .endpoint_url(&moto.url)
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .load()
+                .await;
+            Client::new(&config)
+        });
+        let (subnets, sg, ami) = rt.block_on(async {
+            let vpc = client
+                .create_vpc()
+                .cidr_block("10.0.0.0/16")
+                .send()
+                .await
+                .unwrap();
+            let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+            let mut subnets = Vec::new();
+            for (cidr, az) in [("10.0.1.0/24", "us-east-2a"), ("10.0.2.0/24", "us-east-2b")] {
+                let s = client
+                    .create_subnet()
+                    .vpc_id(&vpc)
+                    .cidr_block(cidr)
+                    .availability_zone(az)
+                    .send()
+                    .await
+                    .unwrap();
+                subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+            }
+            let sg = client
+                .create_security_group()
+                .group_name("traffic-sign")
+                .description("bootforge tests")
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .unwrap();
+            client
+                .create_key_pair()
+                .key_name("traffic-sign-inventory_keypair")
+                .send()
+                .await
+                .unwrap();
+            let images = client.describe_images().send().await.unwrap();
+            let ami = images.images()[0].image_id().unwrap().to_string();
+            (
+                [subnets[0].clone(), subnets[1].clone()],
+                sg.group_id().unwrap().to_string(),
+                ami,
+            )
+        });
+        Some(World {
+            moto,
+            rt,
+            client,
+            subnets,
+            sg,
+            ami,
+            logs: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// The profile's ids replaced with the emulated account's. The payload
+    /// does not depend on them, so it stays byte-identical to golden/.
+    fn sets(&self) -> Vec<String> {
+        [
+            format!(
+                "instance.subnets=[{}, {}]",
+                self.subnets[0], self.subnets[1]
+            ),
+            format!("instance.security_groups=[{}]", self.sg),
+            format!("instance.ami={}", self.ami),
+            // moto wants a size where EC2 would keep the AMI's.
+            "instance.root_volume_gb=100".to_string(),
+            format!("job.host_log_dir={}", self.logs.path().display()),
+        ]
+        .into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect()
+    }
+
+    /// `bootforge ARGS` talking to `endpoint` (moto, or a proxy in front of it).
+    fn bootforge(&self, endpoint: &str) -> Test {
+        let mut t = Test::new();
+        t.env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/bootforge-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/bootforge-test")
+            .env("AWS_REGION", "us-east-2");
+        t
+    }
+
+    fn launch(&self, endpoint: &str, extra: &[&str]) -> Run {
+        self.bootforge(endpoint)
+            .args(["launch", "traffic-sign-gpu", "--json", "--poll", "0.1"])
+            .args(self.sets())
+            .args(extra)
+            .run()
+    }
+
+    fn instances(&self, filters: &[(&str, &str)]) -> Vec<aws_sdk_ec2::types::Instance> {
+        self.rt.block_on(async {
+            let mut req = self.client.describe_instances();
+            for (k, v) in filters {
+                req = req.filters(Filter::builder().name(*k).values(*v).build());
+            }
+            let out = req.send().await.unwrap();
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances().to_vec())
+                .collect()
+        })
+    }
+
+    fn live_with_job(&self, job: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+        self.instances(&[
+            ("tag:bootforge:job", job),
+            ("instance-state-name", "running"),
+        ])
+    }
+
+    fn terminate(&self, id: &str) {
+        self.rt.block_on(async {
+            self.client
+                .terminate_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+}
+
+fn json(run: &Run) -> Json {
+    serde_json::from_str(&run.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout(), run.stderr()))
+}
+
+fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+#[test]
+fn every_run_instances_field_reads_back_as_the_profile_says() {
+    let Some(w) = World::new() else { return };
+    let run = w.launch(&w.moto.url, &[]).success();
+    let out = json(&run);
+    assert_eq!(out["launched"], true);
+    let id = out["instance_id"].as_str().unwrap();
+    let golden = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
+
+    let i = &w.instances(&[("instance-id", id)])[0];
+    assert_eq!(i.image_id(), Some(w.ami.as_str()));
+    assert_eq!(i.instance_type().unwrap().as_str(), "g6e.xlarge");
+    assert_eq!(
+        i.subnet_id(),
+        Some(w.subnets[0].as_str()),
+        "the first subnet first"
+    );
+    assert_eq!(i.key_name(), Some("traffic-sign-inventory_keypair"));
+    let groups: Vec<&str> = i
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(groups, [w.sg.as_str()]);
+    let md = i.metadata_options().unwrap();
+    assert_eq!(md.http_tokens().unwrap().as_str(), "required");
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
+    assert_eq!(md.instance_metadata_tags().unwrap().as_str(), "disabled");
+    let tags = i.tags();
+    assert_eq!(tag(tags, "Name"), Some("bootforge-traffic-sign-gpu-manual"));
+    assert_eq!(tag(tags, "Project"), Some("traffic-sign-inventory"));
+    assert_eq!(tag(tags, "bootforge:profile"), Some("traffic-sign-gpu"));
+    assert_eq!(tag(tags, "bootforge:job"), Some("manual"));
+    let sha = out["payload_sha256"].as_str().unwrap();
+    assert_eq!(tag(tags, "bootforge:payload-sha256"), Some(sha));
+    let deadline =
+        bootforge::launch::parse_rfc3339(tag(tags, "bootforge:deadline").unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // timeout 120 min + grace 10 min + 15 min for boot and power-off.
+    assert!(
+        (now + 145 * 60 - 120..=now + 145 * 60 + 5).contains(&deadline),
+        "{deadline} vs {now}"
+    );
+
+    let (user_data, shutdown, volume) = w.rt.block_on(async {
+        let ud = w
+            .client
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute("userData".into())
+            .send()
+            .await
+            .unwrap();
+        let sd = w
+            .client
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute("instanceInitiatedShutdownBehavior".into())
+            .send()
+            .await
+            .unwrap();
+        let vols = w
+            .client
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        (
+            ud.user_data().and_then(|v| v.value()).unwrap().to_string(),
+            sd.instance_initiated_shutdown_behavior()
+                .and_then(|v| v.value())
+                .unwrap()
+                .to_string(),
+            vols.volumes()[0].clone(),
+        )
+    });
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(user_data)
+        .unwrap();
+    assert_eq!(
+        decoded, golden,
+        "the user-data is golden/traffic-sign-gpu.yaml, byte for byte"
+    );
+    assert_eq!(shutdown, "terminate");
+    assert_eq!(volume.volume_type().unwrap().as_str(), "gp3");
+    assert_eq!(volume.size(), Some(100));
+    assert_eq!(volume.attachments()[0].device(), Some("/dev/xvda"));
+    let root = i
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some("/dev/xvda"))
+        .unwrap();
+    assert_eq!(
+        root.ebs().and_then(|e| e.delete_on_termination()),
+        Some(true)
+    );
+    assert_eq!(
+        tag(volume.tags(), "bootforge:job"),
+        Some("manual"),
+        "the volume is tagged at launch too"
+    );
+    assert_eq!(out["price_per_hour"], 1.861);
+    assert_eq!(
+        out["private_ip"].as_str().map(|s| s.starts_with("10.0.1.")),
+        Some(true)
+    );
+}
+
+#[test]
+fn a_second_launch_of_the_same_job_starts_nothing() {
+    let Some(w) = World::new() else { return };
+    let first = json(&w.launch(&w.moto.url, &["--set", "job_id=run-1"]).success());
+    let second = w.launch(&w.moto.url, &["--set", "job_id=run-1"]).success();
+    let second_json = json(&second);
+    assert_eq!(second_json["launched"], false);
+    assert_eq!(second_json["instance_id"], first["instance_id"]);
+    assert!(
+        second.stderr().contains("already has instance"),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(w.live_with_job("run-1").len(), 1);
+}
+
+#[test]
+fn dry_run_says_allowed_or_names_the_denied_permission() {
+    let Some(w) = World::new() else { return };
+    let run = w.launch(&w.moto.url, &["--dry-run"]).success();
+    assert_eq!(json(&run)["allowed"], true);
+    assert!(w.instances(&[]).is_empty(), "a dry run launches nothing");
+
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            deny_dry_run: true,
+            ..Faults::default()
+        },
+    );
+    let run = w.launch(&proxy.url, &["--dry-run"]).failure(1);
+    let out = json(&run);
+    assert_eq!(out["allowed"], false);
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("ec2:RunInstances"),
+        "{out}"
+    );
+}
+
+#[test]
+fn ps_terminate_by_job_and_reap() {
+    let Some(w) = World::new() else { return };
+    let a = json(&w.launch(&w.moto.url, &["--set", "job_id=job-a"]).success());
+    let b = json(&w.launch(&w.moto.url, &["--set", "job_id=job-b"]).success());
+    let c = json(&w.launch(&w.moto.url, &["--set", "job_id=job-c"]).success());
+    // An instance bootforge never launched, and b's deadline moved to the past.
+    let stranger = w.rt.block_on(async {
+        let out = w
+            .client
+            .run_instances()
+            .image_id(&w.ami)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&w.subnets[0])
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .tags(
+                        Tag::builder()
+                            .key("bootforge:deadline")
+                            .value("2000-01-01T00:00:00Z")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        w.client
+            .create_tags()
+            .resources(b["instance_id"].as_str().unwrap())
+            .tags(
+                Tag::builder()
+                    .key("bootforge:deadline")
+                    .value("2001-01-01T00:00:00Z")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.instances()[0].instance_id().unwrap().to_string()
+    });
+
+    let ps = json(
+        &w.bootforge(&w.moto.url)
+            .args(["ps", "--json"])
+            .run()
+            .success(),
+    );
+    let jobs: Vec<&str> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 3, "{ps}");
+    for job in ["job-a", "job-b", "job-c"] {
+        assert!(jobs.contains(&job), "{ps}");
+    }
+    let row_b = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job"] == "job-b")
+        .unwrap();
+    assert_eq!(row_b["past_deadline"], true);
+    assert_eq!(row_b["profile"], "traffic-sign-gpu");
+    assert!(row_b["cost_so_far"].is_f64());
+
+    // Listing alone terminates nothing.
+    let listed = json(
+        &w.bootforge(&w.moto.url)
+            .args(["reap", "--json"])
+            .run()
+            .success(),
+    );
+    assert_eq!(listed["expired"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["expired"][0]["id"], b["instance_id"]);
+    assert_eq!(w.live_with_job("job-b").len(), 1);
+
+    let reaped = json(
+        &w.bootforge(&w.moto.url)
+            .args(["reap", "--yes", "--json"])
+            .run()
+            .success(),
+    );
+    assert_eq!(reaped["terminated"], serde_json::json!([b["instance_id"]]));
+    assert!(w.live_with_job("job-b").is_empty());
+    assert_eq!(
+        w.live_with_job("job-a").len(),
+        1,
+        "an unexpired instance is left alone"
+    );
+    let state = |id: &str| {
+        w.instances(&[("instance-id", id)])[0]
+            .state()
+            .unwrap()
+            .name()
+            .unwrap()
+            .as_str()
+            .to_string()
+    };
+    assert_eq!(
+        state(&stranger),
+        "running",
+        "an instance without bootforge's job tag is never touched"
+    );
+
+    let run = w
+        .bootforge(&w.moto.url)
+        .args(["terminate", "--job", "job-c", "--json"])
+        .run()
+        .success();
+    assert_eq!(
+        json(&run)["terminated"],
+        serde_json::json!([c["instance_id"]])
+    );
+    assert!(w.live_with_job("job-c").is_empty());
+    assert_eq!(w.live_with_job("job-a").len(), 1);
+    let refused = w
+        .bootforge(&w.moto.url)
+        .args(["terminate", &stranger])
+        .run()
+        .failure(2);
+    assert!(
+        refused.stderr().contains("was not launched by bootforge"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(state(&stranger), "running");
+    let _ = a;
+}
+
+#[test]
+fn wait_maps_each_outcome_to_an_exit_code() {
+    let Some(w) = World::new() else { return };
+    for (outcome, code) in [
+        (Some("succeeded"), 0),
+        (Some("failed"), 1),
+        (Some("timed_out"), 1),
+        (Some("mount_failed"), 1),
+        (Some("deps_failed"), 1),
+        (Some("gpu_missing"), 1),
+        (None, 3),
+    ] {
+        let job = format!("wait-{}", outcome.unwrap_or("none").replace('_', "-"));
+        let mut child = w
+            .bootforge(&w.moto.url)
+            .args([
+                "launch",
+                "traffic-sign-gpu",
+                "--json",
+                "--poll",
+                "0.1",
+                "--wait",
+            ])
+            .args(w.sets())
+            .args(["--set", &format!("job_id={job}")])
+            .spawn();
+        // The instance would write its status and terminate itself; here the
+        // test does both.
+        let start = Instant::now();
+        let id = loop {
+            if let Some(i) = w.live_with_job(&job).first() {
+                break i.instance_id().unwrap().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{job} never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Some(outcome) = outcome {
+            let dir = w.logs.path().join(&job);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("status.json"),
+                format!("{{\"job_id\": \"{job}\", \"outcome\": \"{outcome}\", \"exit_code\": 0}}"),
+            )
+            .unwrap();
+        }
+        w.terminate(&id);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{job}");
+    }
+}
+
+#[test]
+fn capacity_errors_fall_back_in_profile_order() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            no_capacity: vec![
+                ("g6e.xlarge".to_string(), w.subnets[0].clone()),
+                ("g6e.xlarge".to_string(), w.subnets[1].clone()),
+            ],
+            ..Faults::default()
+        },
+    );
+    let run = w
+        .launch(
+            &proxy.url,
+            &[
+                "--set",
+                "instance.types=[g6e.xlarge, g6e.2xlarge]",
+                "--set",
+                "instance.max_cost_usd=10",
+            ],
+        )
+        .success();
+    let out = json(&run);
+    assert_eq!(out["instance_type"], "g6e.2xlarge");
+    assert_eq!(out["subnet"], w.subnets[0].as_str());
+    let tried: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.starts_with("RunInstances"))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            format!("RunInstances g6e.xlarge {}", w.subnets[0]),
+            format!("RunInstances g6e.xlarge {}", w.subnets[1]),
+            format!("RunInstances g6e.2xlarge {}", w.subnets[0]),
+        ],
+        "each capacity error tried once, in order, never retried in place"
+    );
+    assert_eq!(out["no_capacity"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn throttling_is_retried() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            throttle: 3,
+            ..Faults::default()
+        },
+    );
+    let out = json(
+        &w.launch(&proxy.url, &["--set", "job_id=throttled"])
+            .success(),
+    );
+    assert_eq!(out["launched"], true);
+    assert_eq!(w.live_with_job("throttled").len(), 1);
+}
+
+#[test]
+fn a_connection_dropped_after_run_instances_leaves_one_instance() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            drop_after_run: 1,
+            ..Faults::default()
+        },
+    );
+    let first = w.launch(&proxy.url, &["--set", "job_id=dropped"]);
+    // The SDK retries with the same ClientToken and gets the same instance.
+    let first = json(&first.success());
+    assert_eq!(w.live_with_job("dropped").len(), 1);
+    // A retry of the whole launch finds it.
+    let again = json(&w.launch(&proxy.url, &["--set", "job_id=dropped"]).success());
+    assert_eq!(again["launched"], false);
+    assert_eq!(again["instance_id"], first["instance_id"]);
+    assert_eq!(w.live_with_job("dropped").len(), 1);
+    let runs = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.starts_with("RunInstances"))
+        .count();
+    assert_eq!(runs, 2, "the dropped call and its retry");
+}
+
+#[test]
+fn ten_simultaneous_launches_of_one_job_leave_one_instance_and_ten_jobs_ten() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(&w.moto.address, Faults::default());
+    let spawn = |job: &str| {
+        w.bootforge(&proxy.url)
+            .args(["launch", "traffic-sign-gpu", "--json", "--poll", "0.1"])
+            .args(w.sets())
+            .args(["--set", &format!("job_id={job}")])
+            .spawn()
+    };
+    let same: Vec<_> = (0..10).map(|_| spawn("same-job")).collect();
+    for mut c in same {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(w.live_with_job("same-job").len(), 1);
+
+    let jobs: Vec<_> = (0..10).map(|n| spawn(&format!("job-{n}"))).collect();
+    for mut c in jobs {
+        assert!(c.wait().unwrap().success());
+    }
+    for n in 0..10 {
+        assert_eq!(w.live_with_job(&format!("job-{n}")).len(), 1);
+    }
+}
+
+#[test]
+fn aws_errors_are_one_line_with_what_to_do() {
+    let Some(w) = World::new() else { return };
+    let run = w
+        .launch(
+            &w.moto.url,
+            &["--set", "instance.subnets=[subnet-0123456789abcdef0]"],
+        )
+        .failure(2);
+    let text = run.stderr();
+    assert!(
+        text.contains("error[aws]: RunInstances: InvalidSubnetID.NotFound"),
+        "{text}"
+    );
+    assert!(
+        text.contains("help: the subnet does not exist in this region: check instance.subnets"),
+        "{text}"
+    );
+
+    let run = w
+        .bootforge("http://127.0.0.1:9")
+        .args(["ps"])
+        .run()
+        .failure(2);
+    assert!(
+        run.stderr().contains("error[aws]: DescribeInstances"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("EC2 could not be reached"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn the_cost_guard_refuses_with_both_numbers() {
+    let run = Test::new()
+        .args([
+            "launch",
+            "traffic-sign-gpu",
+            "--set",
+            "instance.max_cost_usd=2",
+        ])
+        .run()
+        .failure(1);
+    let text = run.stderr();
+    assert!(
+        text.contains("refusing to launch profile `traffic-sign-gpu`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("$1.8610/h × 2.17 h of timeout and grace = $4.03, over max_cost_usd $2.00"),
+        "{text}"
+    );
+}
+
+#[test]
+fn iam_policy_is_least_privilege() {
+    let run = Test::new()
+        .args(["iam-policy", "traffic-sign-gpu"])
+        .run()
+        .success();
+    let policy: Json = serde_json::from_str(&run.stdout()).unwrap();
+    for statement in policy["Statement"].as_array().unwrap() {
+        if statement["Resource"] == "*" {
+            assert_eq!(
+                statement["Action"],
+                serde_json::json!(["ec2:DescribeInstances", "ec2:DescribeInstanceStatus"]),
+                "only the Describe calls, which cannot be scoped, get Resource *"
+            );
+        }
+    }
+    insta::assert_snapshot!("iam_policy_traffic_sign_gpu", run.stdout());
+}
+
+#[test]
+fn cost_prices_the_budget_and_names_cheaper_types() {
+    let run = Test::new()
+        .args(["cost", "traffic-sign-gpu", "--json"])
+        .run()
+        .success();
+    let report: Json = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(report["types"][0]["price_per_hour"], 1.861);
+    let at_timeout = report["types"][0]["cost_at_timeout"].as_f64().unwrap();
+    assert!((at_timeout - 1.861 * 130.0 / 60.0).abs() < 1e-9);
+    // No type with an L40S 48 GB or better is cheaper than g6e.xlarge.
+    assert!(report["cheaper"].as_array().unwrap().is_empty(), "{report}");
+    let run = Test::new()
+        .args(["cost", "g6-quick", "--json"])
+        .run()
+        .success();
+    let report: Json = serde_json::from_str(&run.stdout()).unwrap();
+    assert!(
+        report["cheaper"].as_array().unwrap().is_empty(),
+        "g6.xlarge is the cheapest L4: {report}"
+    );
+    let run = Test::new()
+        .args([
+            "cost",
+            "traffic-sign-gpu",
+            "--set",
+            "instance.types=[g6e.4xlarge]",
+        ])
+        .run()
+        .success();
+    assert!(
+        run.stdout().contains("g6e.xlarge"),
+        "a cheaper L40S is named:\n{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("$4.03 at the timeout"),
+        "{}",
+        run.stdout()
+    );
+}
