@@ -125,14 +125,20 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default().to_string();
-    let message = err
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    let message = err.message().map(str::to_string).unwrap_or_else(|| {
+        // The SDK's own text runs over several lines with a debug dump: keep
+        // the first line's words.
+        let full = DisplayErrorContext(err).to_string();
+        if full.contains("no credentials found") {
+            return "no AWS credentials found (tried the environment, AWS_PROFILE, web identity, ECS and the instance metadata)".to_string();
+        }
+        let first = full.lines().next().unwrap_or_default();
+        first.split(" (").next().unwrap_or(first).trim_end_matches(". Attempted:").to_string()
+    });
     let help = advice(&code).or_else(|| match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            if message.contains("credentials") || message.contains("Credentials") {
-                Some("no AWS credentials were found: give the host an instance role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_string())
+            if message.contains("credentials") {
+                Some("give the host an instance role, or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_string())
             } else {
                 Some("EC2 could not be reached: check the network, the region, and AWS_ENDPOINT_URL if set".to_string())
             }

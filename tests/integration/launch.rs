@@ -812,3 +812,80 @@ fn cost_prices_the_budget_and_names_cheaper_types() {
         run.stdout()
     );
 }
+
+#[test]
+fn missing_credentials_are_one_line_with_what_to_do() {
+    let mut t = Test::new();
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        t.env_remove(var);
+    }
+    let run = t
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/bootforge-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/bootforge-test")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args(["ps", "--region", "us-east-2"])
+        .run()
+        .failure(2);
+    insta::assert_snapshot!("missing_credentials", run.stderr());
+}
+
+#[test]
+fn follow_streams_the_log_while_waiting() {
+    let Some(w) = World::new() else { return };
+    let child = w
+        .bootforge(&w.moto.url)
+        .args([
+            "launch",
+            "traffic-sign-gpu",
+            "--json",
+            "--poll",
+            "0.1",
+            "--wait",
+            "--follow",
+        ])
+        .args(w.sets())
+        .args(["--set", "job_id=followed"])
+        .spawn();
+    let start = Instant::now();
+    let id = loop {
+        if let Some(i) = w.live_with_job("followed").first() {
+            break i.instance_id().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let dir = w.logs.path().join("followed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("job.log"), "phase mount: start\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("job.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut log, b"phase run: done in 3605s\n").unwrap();
+    std::fs::write(
+        dir.join("status.json"),
+        r#"{"outcome": "succeeded", "exit_code": 0}"#,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    w.terminate(&id);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("phase mount: start\nphase run: done in 3605s\n"),
+        "{stderr}"
+    );
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["wait"]["outcome"], "succeeded");
+}

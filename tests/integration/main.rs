@@ -82,6 +82,11 @@ impl Test {
         self
     }
 
+    pub fn env_remove(&mut self, key: &str) -> &mut Test {
+        self.command.env_remove(key);
+        self
+    }
+
     /// Starts the command without waiting for it.
     pub fn spawn(&mut self) -> std::process::Child {
         self.command
