@@ -44,6 +44,26 @@ pub struct RenderedFile {
     pub permissions: String,
     pub content: String,
     pub snippets: Vec<String>,
+    /// Where each snippet's part starts: (snippet, its template, first line).
+    pub sections: Vec<Section>,
+}
+
+/// The part of a rendered file one snippet wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    pub snippet: String,
+    pub template: String,
+    /// 1-based line of the file where the part starts.
+    pub line: usize,
+}
+
+impl RenderedFile {
+    /// The section that holds `line` of the file (1-based), and the line
+    /// within that section.
+    pub fn section_at(&self, line: usize) -> Option<(&Section, usize)> {
+        let s = self.sections.iter().rev().find(|s| s.line <= line)?;
+        Some((s, line - s.line + 1))
+    }
 }
 
 /// Everything one compile produced.
@@ -416,6 +436,11 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
                             second_value: spec.permissions.clone(),
                         });
                     }
+                    existing.sections.push(Section {
+                        snippet: manifest.name.clone(),
+                        template: format!("{dir}/{}", spec.template),
+                        line: existing.content.lines().count() + 1,
+                    });
                     existing.content.push_str(&content);
                     existing.snippets.push(manifest.name.clone());
                 }
@@ -440,6 +465,11 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
                             permissions: spec.permissions.clone(),
                             content,
                             snippets: vec![manifest.name.clone()],
+                            sections: vec![Section {
+                                snippet: manifest.name.clone(),
+                                template: format!("{dir}/{}", spec.template),
+                                line: 1,
+                            }],
                         },
                     );
                 }

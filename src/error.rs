@@ -520,6 +520,19 @@ pub(crate) fn unknown_field_help(message: &str) -> Option<String> {
     }
 }
 
+/// serde_yaml_ng starts some messages with the path (`job: unknown field…`);
+/// the path is shown separately.
+pub(crate) fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
+    match (message.split_once(": "), path) {
+        (Some((head, rest)), Some(path))
+            if path == head || path.starts_with(&format!("{head}.")) =>
+        {
+            rest.to_string()
+        }
+        _ => message.to_string(),
+    }
+}
+
 /// Edit distance counting a swap of two neighbours as one edit.
 fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

@@ -40,7 +40,7 @@ mod source_map;
 mod validate;
 
 pub use cli::run;
-pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, compile};
+pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};
 pub use duration::Duration;
 pub use error::{Error, Location, Result};
 pub use explain::Explanation;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::duration::Duration;
-use crate::error::{Error, Location, Result, did_you_mean, unknown_field_help};
+use crate::error::{Error, Location, Result, did_you_mean, strip_path_prefix, unknown_field_help};
 use crate::library::{Library, SourceFile};
 use crate::source_map::{SourceMap, Span};
 
@@ -513,19 +513,6 @@ fn humanize(message: &str) -> String {
         out = out.replace(from, to);
     }
     out
-}
-
-/// serde_yaml_ng starts some messages with the path (`job: unknown field…`);
-/// the path is shown separately.
-fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
-    match (message.split_once(": "), path) {
-        (Some((head, rest)), Some(path))
-            if path == head || path.starts_with(&format!("{head}.")) =>
-        {
-            rest.to_string()
-        }
-        _ => message.to_string(),
-    }
 }
 
 fn join(path: &str, key: &str) -> String {

@@ -144,6 +144,7 @@ impl Snippet {
                 .split_once(" at line ")
                 .filter(|_| location.is_some())
                 .map_or(message.clone(), |(h, _)| h.to_string());
+            let message = crate::error::strip_path_prefix(&message, Some(&path));
             Error::Yaml {
                 what: "snippet manifest",
                 location,

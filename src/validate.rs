@@ -114,6 +114,7 @@ pub fn validate(library: &Library, name: &str, overrides: &[Override]) -> Vec<Di
             checks.paths(&compiled);
             checks.secrets();
             checks.size(&compiled);
+            checks.scripts(&compiled);
             checks.found.sort_by_key(|d| std::cmp::Reverse(d.severity));
             checks.found
         }
@@ -531,6 +532,76 @@ impl Checks<'_> {
             self.warn("size-budget", "snippets", format!("the payload is {raw} bytes raw and had to be gzipped to fit"), Some("set `output.compression: gzip` to make that explicit, or move content to the EFS"));
         }
     }
+}
+
+impl Checks<'_> {
+    /// Every generated bash file must parse (`bash -n`); a failure points at
+    /// the snippet that wrote the line and the profile values it was given.
+    fn scripts(&mut self, compiled: &Compiled) {
+        for file in &compiled.files {
+            if !file.content.starts_with("#!/bin/bash") {
+                continue;
+            }
+            let Some(errors) = bash_syntax(&file.content) else {
+                continue;
+            };
+            for (line, what) in errors {
+                let (snippet, template, at) = match file.section_at(line) {
+                    Some((s, at)) => (s.snippet.clone(), s.template.clone(), at),
+                    None => ("?".to_string(), "?".to_string(), line),
+                };
+                let fed: Vec<String> = compiled
+                    .snippets
+                    .iter()
+                    .filter(|s| s.name == snippet)
+                    .flat_map(|s| s.params.iter())
+                    .filter(|p| p.origin != crate::profile::Origin::Default)
+                    .map(|p| format!("`{}` ({})", p.name, p.origin))
+                    .collect();
+                self.found.push(Diagnostic {
+                    severity: Severity::Error,
+                    code: "bad-script",
+                    message: format!(
+                        "{} does not parse at its line {line}: {what}; that line is line {at} of what snippet `{snippet}` renders from {template}",
+                        file.path
+                    ),
+                    path: Some(format!("snippets.{snippet}")),
+                    file: Some(template),
+                    location: None,
+                    help: Some(if fed.is_empty() {
+                        "the snippet's template is wrong: fix it".to_string()
+                    } else {
+                        format!("the snippet was given {}; a value printed with `| safe` must be valid shell", fed.join(", "))
+                    }),
+                });
+            }
+        }
+    }
+}
+
+/// `bash -n`'s complaints about `script`, as (line, message); `None` when
+/// bash is not there to ask.
+fn bash_syntax(script: &str) -> Option<Vec<(usize, String)>> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(script.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let found = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once("line ")?.1;
+            let (n, what) = rest.split_once(": ")?;
+            Some((n.parse().ok()?, what.to_string()))
+        })
+        .collect();
+    Some(found)
 }
 
 /// Every string leaf of `value` with its dotted path.
