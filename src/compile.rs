@@ -80,6 +80,20 @@ pub struct Compiled {
     pub payload: Payload,
 }
 
+impl Compiled {
+    /// The value of snippet `snippet`'s parameter `name`, when the profile
+    /// uses that snippet.
+    pub fn param(&self, snippet: &str, name: &str) -> Option<&Value> {
+        self.snippets
+            .iter()
+            .find(|s| s.name == snippet)?
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.value)
+    }
+}
+
 /// Compiles profile `name` with `overrides` applied.
 ///
 /// ```

@@ -333,27 +333,15 @@ impl fmt::Display for Report {
 /// The EFS mounts of a compiled profile: (fs id, sub-path, mount point).
 fn mounts(compiled: &Compiled) -> Vec<(String, String, String)> {
     compiled
-        .snippets
-        .iter()
-        .filter(|s| s.name == "efs-mount")
-        .flat_map(|s| s.params.iter().filter(|p| p.name == "mounts"))
-        .flat_map(|p| p.value.as_sequence().cloned().unwrap_or_default())
+        .param("efs-mount", "mounts")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
         .map(|m| {
             let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
             (field("fs_id"), field("path"), field("mount_point"))
         })
         .collect()
-}
-
-fn param<'c>(compiled: &'c Compiled, snippet: &str, name: &str) -> Option<&'c Value> {
-    compiled
-        .snippets
-        .iter()
-        .find(|s| s.name == snippet)?
-        .params
-        .iter()
-        .find(|p| p.name == name)
-        .map(|p| &p.value)
 }
 
 /// Where, in the host folder that plays the EFS, an instance path lands.
@@ -450,7 +438,7 @@ pub fn run(
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
         open_to_all(&dir);
     }
-    if let Some(script) = param(&compiled, "pipeline", "script").and_then(Value::as_str)
+    if let Some(script) = compiled.param("pipeline", "script").and_then(Value::as_str)
         && let Some(host) = on_efs(&efs, &mounts, script)
     {
         write(&host, PIPELINE)?;
@@ -462,7 +450,9 @@ pub fn run(
         write(&host.with_file_name("smoke-mode"), scenario.pipeline)?;
     }
     if let (Some(file), Some(text)) = (
-        param(&compiled, "requirements", "file").and_then(Value::as_str),
+        compiled
+            .param("requirements", "file")
+            .and_then(Value::as_str),
         scenario.requirements,
     ) && let Some(host) = on_efs(&efs, &mounts, file)
     {
@@ -750,7 +740,8 @@ pub fn run(
 }
 
 fn extra_minutes(compiled: &Compiled) -> u64 {
-    param(compiled, "deadman", "extra_minutes")
+    compiled
+        .param("deadman", "extra_minutes")
         .and_then(Value::as_u64)
         .unwrap_or(0)
 }

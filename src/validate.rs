@@ -130,18 +130,6 @@ fn re(pattern: &str) -> Regex {
     crate::patterns::compiled(pattern).expect("the patterns below are valid")
 }
 
-/// The value of snippet `snippet`'s parameter `param`, when the profile uses it.
-fn param<'c>(compiled: &'c Compiled, snippet: &str, param: &str) -> Option<&'c Value> {
-    compiled
-        .snippets
-        .iter()
-        .find(|s| s.name == snippet)?
-        .params
-        .iter()
-        .find(|p| p.name == param)
-        .map(|p| &p.value)
-}
-
 fn int(v: Option<&Value>) -> u64 {
     v.and_then(Value::as_u64).unwrap_or(0)
 }
@@ -381,12 +369,13 @@ impl Checks<'_> {
         if compiled.snippets.iter().all(|s| s.name != "deadman") {
             self.warn("no-deadman", "snippets", "the profile has no dead-man's switch: nothing powers the instance off if the runner never starts".to_string(), Some("add `deadman: {}` first under `snippets:`"));
         }
-        let mounts = param(compiled, "efs-mount", "mounts")
+        let mounts = compiled
+            .param("efs-mount", "mounts")
             .and_then(Value::as_sequence)
             .map_or(0, Vec::len) as u64;
-        let setup = mounts * int(param(compiled, "efs-mount", "dns_wait_seconds"))
-            + int(param(compiled, "requirements", "timeout_minutes")) * 60
-            + int(param(compiled, "gpu-ready", "wait_seconds"));
+        let setup = mounts * int(compiled.param("efs-mount", "dns_wait_seconds"))
+            + int(compiled.param("requirements", "timeout_minutes")) * 60
+            + int(compiled.param("gpu-ready", "wait_seconds"));
         if setup >= timeout {
             self.warn(
                 "setup-budget",
@@ -401,7 +390,8 @@ impl Checks<'_> {
     }
 
     fn paths(&mut self, compiled: &Compiled) {
-        let mounts: Vec<String> = param(compiled, "efs-mount", "mounts")
+        let mounts: Vec<String> = compiled
+            .param("efs-mount", "mounts")
             .and_then(Value::as_sequence)
             .map(|m| {
                 m.iter()
@@ -436,7 +426,7 @@ impl Checks<'_> {
         let provided =
             |path: &str| mounts.iter().any(|m| under(path, m)) || written.contains(&path);
         for (snippet, p) in [("pipeline", "script"), ("requirements", "file")] {
-            if let Some(path) = param(compiled, snippet, p).and_then(Value::as_str)
+            if let Some(path) = compiled.param(snippet, p).and_then(Value::as_str)
                 && !provided(path)
             {
                 let (code, severity) = if snippet == "pipeline" {

@@ -209,6 +209,22 @@ impl World {
         ])
     }
 
+    /// The id of job `job`'s instance, once a launch running beside the
+    /// test has started it.
+    fn wait_for_job(&self, job: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(i) = self.live_with_job(job).first() {
+                return i.instance_id().unwrap().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{job} never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn terminate(&self, id: &str) {
         self.rt.block_on(async {
             self.client
@@ -553,17 +569,7 @@ fn wait_maps_each_outcome_to_an_exit_code() {
             .spawn();
         // The instance would write its status and terminate itself; here the
         // test does both.
-        let start = Instant::now();
-        let id = loop {
-            if let Some(i) = w.live_with_job(&job).first() {
-                break i.instance_id().unwrap().to_string();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{job} never started"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let id = w.wait_for_job(&job);
         if let Some(outcome) = outcome {
             let dir = w.logs.path().join(&job);
             std::fs::create_dir_all(&dir).unwrap();
@@ -855,14 +861,7 @@ fn follow_streams_the_log_while_waiting() {
         .args(w.sets())
         .args(["--set", "job_id=followed"])
         .spawn();
-    let start = Instant::now();
-    let id = loop {
-        if let Some(i) = w.live_with_job("followed").first() {
-            break i.instance_id().unwrap().to_string();
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never started");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let id = w.wait_for_job("followed");
     let dir = w.logs.path().join("followed");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("job.log"), "phase mount: start\n").unwrap();
