@@ -892,3 +892,38 @@ fn follow_streams_the_log_while_waiting() {
     let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["wait"]["outcome"], "succeeded");
 }
+
+#[test]
+fn spot_falls_back_to_on_demand() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            no_spot: true,
+            ..Faults::default()
+        },
+    );
+    let out = json(
+        &w.launch(
+            &proxy.url,
+            &["--set", "instance.spot=true", "--set", "job_id=spotty"],
+        )
+        .success(),
+    );
+    assert_eq!(out["launched"], true);
+    let tried: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.starts_with("RunInstances"))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            format!("RunInstances g6e.xlarge {} spot", w.subnets[0]),
+            format!("RunInstances g6e.xlarge {} spot", w.subnets[1]),
+            format!("RunInstances g6e.xlarge {}", w.subnets[0]),
+        ],
+        "spot in every subnet first, then on-demand"
+    );
+    assert_eq!(w.live_with_job("spotty").len(), 1);
+}

@@ -22,6 +22,8 @@ pub struct Faults {
     pub drop_after_run: usize,
     /// Dry runs answer UnauthorizedOperation.
     pub deny_dry_run: bool,
+    /// Spot requests answer InsufficientInstanceCapacity.
+    pub no_spot: bool,
 }
 
 #[derive(Default)]
@@ -204,9 +206,13 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
 
         let (throttled, no_capacity, denied, token) = {
             let mut s = state.lock().unwrap();
+            let spot = p
+                .get("InstanceMarketOptions.MarketType")
+                .is_some_and(|m| m == "spot");
             s.seen.push(if run {
                 format!(
-                    "{action} {itype} {subnet}{}",
+                    "{action} {itype} {subnet}{}{}",
+                    if spot { " spot" } else { "" },
                     if dry { " dry-run" } else { "" }
                 )
             } else {
@@ -217,10 +223,12 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
                 s.faults.throttle -= 1;
             }
             let no_capacity = run
-                && s.faults
+                && (s
+                    .faults
                     .no_capacity
                     .iter()
-                    .any(|(t, n)| *t == itype && *n == subnet);
+                    .any(|(t, n)| *t == itype && *n == subnet)
+                    || (spot && s.faults.no_spot));
             let denied = run && dry && s.faults.deny_dry_run;
             let token = (run && !dry)
                 .then(|| p.get("ClientToken").cloned())
