@@ -363,12 +363,8 @@ fn execute(cli: Cli) -> Result<i32> {
             let mut all = Vec::new();
             for name in &names {
                 if library.profile(name).is_none() {
-                    // An unknown name is a usage error, said once, like compile says it.
-                    return Err(crate::profile::load(&library, name, &[]).err().unwrap_or(
-                        Error::Usage {
-                            message: format!("no profile named `{name}`"),
-                        },
-                    ));
+                    // A name nobody provides is a usage error, as in compile.
+                    return Err(crate::profile::unknown_profile(&library, name));
                 }
                 all.extend(crate::validate::validate(&library, name, &overrides));
             }

@@ -316,6 +316,16 @@ impl Override {
     }
 }
 
+/// The error for a profile name nobody provides, with the closest one.
+pub fn unknown_profile(library: &Library, name: &str) -> Error {
+    let known: Vec<String> = library.profile_names().map(str::to_string).collect();
+    Error::UnknownProfile {
+        suggestion: did_you_mean(name, known.iter().map(String::as_str)),
+        name: name.to_string(),
+        known,
+    }
+}
+
 /// Loads profile `name` from `library`, merging its `extends` chain and
 /// applying `overrides` in order.
 pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<LoadedProfile> {
@@ -344,11 +354,7 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
                     }),
                     location: extends_location(child),
                 },
-                None => Error::UnknownProfile {
-                    suggestion,
-                    name: current,
-                    known,
-                },
+                None => unknown_profile(library, &current),
             });
         };
         let (value, shape) = parse_file(&source.display, &source.text)?;

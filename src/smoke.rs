@@ -384,6 +384,19 @@ pub struct Options {
     pub deadline: Option<Duration>,
 }
 
+/// The host folders a boot shares with its container.
+struct Folders {
+    root: PathBuf,
+    /// Plays the EFS: `efs/FS_ID/PATH`.
+    efs: PathBuf,
+    /// What the stand-ins were asked, with times.
+    records: PathBuf,
+    /// What PID 1 collects at the end: logs, cloud-init's status, local state.
+    out: PathBuf,
+    /// pip's only index: empty, so no requirement comes from the network.
+    wheels: PathBuf,
+}
+
 /// Boots profile `name` under scenario `scenario` and checks what happened.
 pub fn run(
     library: &Library,
@@ -420,26 +433,76 @@ pub fn run(
         }
         None => tmp.path().to_path_buf(),
     };
-    let (efs, records, out, seed) = (
-        root.join("efs"),
-        root.join("records"),
-        root.join("out"),
-        root.join("seed"),
-    );
-    for dir in [&efs, &records, &out, &seed, &root.join("wheels")] {
+    let mounts = mounts(&compiled);
+    let folders = prepare(root, &compiled, scenario, &mounts)?;
+    let deadline = options.deadline.unwrap_or(Duration::from_secs(
+        job.timeout.seconds() + job.kill_after.seconds() + 300,
+    ));
+    let (finished, total, container) =
+        boot(&image, &compiled, scenario, &folders, &mounts, deadline)?;
+
+    let mut report = Report {
+        profile: compiled.profile.name.clone(),
+        scenario: scenario.name.to_string(),
+        image,
+        payload_sha256: compiled.payload.sha256(),
+        payload_bytes: compiled.payload.bytes.len(),
+        checks: vec![Check {
+            name: "boot finished".to_string(),
+            passed: finished,
+            detail: if finished {
+                format!("the container stopped after {total:.1}s")
+            } else {
+                format!(
+                    "still running after {:.0}s: stopped and removed",
+                    deadline.as_secs_f64()
+                )
+            },
+        }],
+        timings: Timings {
+            total,
+            ..Timings::default()
+        },
+        status: None,
+        kept: options.keep.as_ref().map(|_| folders.root.clone()),
+        container,
+    };
+    inspect(&compiled, scenario, &folders, &mounts, &mut report);
+    Ok(report)
+}
+
+/// Lays out the folders: the EFS as the job expects it (the pipeline
+/// stand-in, the requirements), and the seed and switches for the boot.
+fn prepare(
+    root: PathBuf,
+    compiled: &Compiled,
+    scenario: &Scenario,
+    mounts: &[(String, String, String)],
+) -> Result<Folders> {
+    let folders = Folders {
+        efs: root.join("efs"),
+        records: root.join("records"),
+        out: root.join("out"),
+        wheels: root.join("wheels"),
+        root,
+    };
+    // Written by root in the container, read and written by the job's user.
+    for dir in [
+        &folders.efs,
+        &folders.records,
+        &folders.out,
+        &folders.wheels,
+    ] {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
         open_to_all(dir);
     }
-
-    // The EFS as the job expects it: the pipeline and its requirements.
-    let mounts = mounts(&compiled);
-    for (fs_id, sub, _) in &mounts {
-        let dir = efs.join(fs_id).join(sub.trim_start_matches('/'));
+    for (fs_id, sub, _) in mounts {
+        let dir = folders.efs.join(fs_id).join(sub.trim_start_matches('/'));
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
         open_to_all(&dir);
     }
     if let Some(script) = compiled.param("pipeline", "script").and_then(Value::as_str)
-        && let Some(host) = on_efs(&efs, &mounts, script)
+        && let Some(host) = on_efs(&folders.efs, mounts, script)
     {
         write(&host, PIPELINE)?;
         #[cfg(unix)]
@@ -454,77 +517,68 @@ pub fn run(
             .param("requirements", "file")
             .and_then(Value::as_str),
         scenario.requirements,
-    ) && let Some(host) = on_efs(&efs, &mounts, file)
+    ) && let Some(host) = on_efs(&folders.efs, mounts, file)
     {
         write(&host, text)?;
     }
+    Ok(folders)
+}
 
-    let instance_id = format!("i-smoke{}", &compiled.payload.sha256()[..10]);
-    fs::write(seed.join("user-data"), &compiled.payload.bytes)
-        .map_err(|e| Error::io(seed.join("user-data"), "write", e))?;
-    write(
-        &seed.join("meta-data"),
-        &format!(
-            "instance-id: {instance_id}\nlocal-hostname: bootforge-smoke\ninstance-type: {}\n",
-            compiled
-                .profile
-                .profile
-                .instance
-                .types
-                .first()
-                .cloned()
-                .unwrap_or_default()
-        ),
-    )?;
-    write(
-        &root.join("scenario.env"),
-        &format!(
-            "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_NO_GPU={}\nPIP_NO_INDEX=1\nPIP_FIND_LINKS=/smoke/wheels\nPIP_BREAK_SYSTEM_PACKAGES=1\n",
-            scenario.name,
-            u8::from(scenario.no_efs),
-            u8::from(scenario.no_gpu)
-        ),
-    )?;
+/// Starts the container, waits (at most `deadline`) for it to stop, and
+/// removes it. Returns whether it stopped by itself, how long it ran, and
+/// its id.
+fn boot(
+    image: &str,
+    compiled: &Compiled,
+    scenario: &Scenario,
+    folders: &Folders,
+    mounts: &[(String, String, String)],
+    deadline: Duration,
+) -> Result<(bool, f64, String)> {
+    let instance = &compiled.profile.profile.instance;
+    let meta_data = format!(
+        "instance-id: i-smoke{}\nlocal-hostname: bootforge-smoke\ninstance-type: {}\n",
+        &compiled.payload.sha256()[..10],
+        instance.types.first().cloned().unwrap_or_default()
+    );
+    let switches = format!(
+        "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_NO_GPU={}\nPIP_NO_INDEX=1\nPIP_FIND_LINKS=/smoke/wheels\nPIP_BREAK_SYSTEM_PACKAGES=1\n",
+        scenario.name,
+        u8::from(scenario.no_efs),
+        u8::from(scenario.no_gpu)
+    );
+    // Kept beside the rest for whoever debugs the boot.
+    write(&folders.root.join("seed/meta-data"), &meta_data)?;
+    write(&folders.root.join("scenario.env"), &switches)?;
+    let user_data = folders.root.join("seed/user-data");
+    fs::write(&user_data, &compiled.payload.bytes)
+        .map_err(|e| Error::io(&user_data, "write", e))?;
 
+    let bind = |host: &Path, at: &str| Mount::bind_mount(host.display().to_string(), at);
     let (repo, tag) = image.split_once(':').expect("the image name has a tag");
     let mut request = GenericImage::new(repo, tag)
         .with_cap_add("SYS_ADMIN")
         .with_label("org.bootforge.smoke", scenario.name)
         .with_network("none")
-        .with_mount(Mount::bind_mount(efs.display().to_string(), "/smoke/efs"))
-        .with_mount(Mount::bind_mount(
-            records.display().to_string(),
-            "/smoke/records",
-        ))
-        .with_mount(Mount::bind_mount(out.display().to_string(), "/smoke/out"))
-        .with_mount(Mount::bind_mount(
-            root.join("wheels").display().to_string(),
-            "/smoke/wheels",
-        ))
+        .with_mount(bind(&folders.efs, "/smoke/efs"))
+        .with_mount(bind(&folders.records, "/smoke/records"))
+        .with_mount(bind(&folders.out, "/smoke/out"))
+        .with_mount(bind(&folders.wheels, "/smoke/wheels"))
         .with_copy_to(
             "/var/lib/cloud/seed/nocloud/user-data",
             compiled.payload.bytes.clone(),
         )
         .with_copy_to(
             "/var/lib/cloud/seed/nocloud/meta-data",
-            fs::read(seed.join("meta-data")).unwrap_or_default(),
+            meta_data.into_bytes(),
         )
-        .with_copy_to(
-            "/smoke/scenario.env",
-            fs::read(root.join("scenario.env")).unwrap_or_default(),
-        );
-    for (fs_id, _, _) in &mounts {
-        let dns = format!(
-            "{fs_id}.efs.{}.amazonaws.com",
-            compiled.profile.profile.instance.region
-        );
+        .with_copy_to("/smoke/scenario.env", switches.into_bytes());
+    for (fs_id, _, _) in mounts {
+        let dns = format!("{fs_id}.efs.{}.amazonaws.com", instance.region);
         request = request.with_host(dns, Host::Addr([127, 0, 0, 1].into()));
     }
 
     let started = Instant::now();
-    let deadline = options.deadline.unwrap_or(Duration::from_secs(
-        job.timeout.seconds() + job.kill_after.seconds() + 300,
-    ));
     let container = request.start().map_err(|e| {
         environment(
             format!("cannot start the smoke container: {e}"),
@@ -542,25 +596,22 @@ pub fn run(
         }
     }
     let total = started.elapsed().as_secs_f64();
-    let container_id = container.id().to_string();
+    let id = container.id().to_string();
     // Dropping the container removes it, also when the boot overran.
     drop(container);
+    Ok((finished, total, id))
+}
 
-    let mut report = Report {
-        profile: compiled.profile.name.clone(),
-        scenario: scenario.name.to_string(),
-        image,
-        payload_sha256: compiled.payload.sha256(),
-        payload_bytes: compiled.payload.bytes.len(),
-        checks: Vec::new(),
-        timings: Timings {
-            total,
-            ..Timings::default()
-        },
-        status: None,
-        kept: options.keep.as_ref().map(|_| root.clone()),
-        container: container_id,
-    };
+/// Reads what the boot left and checks it against the scenario.
+fn inspect(
+    compiled: &Compiled,
+    scenario: &Scenario,
+    folders: &Folders,
+    mounts: &[(String, String, String)],
+    report: &mut Report,
+) {
+    let job = &compiled.profile.profile.job;
+    let (records, out) = (&folders.records, &folders.out);
     let mut check = |name: &str, passed: bool, detail: String| {
         report.checks.push(Check {
             name: name.to_string(),
@@ -568,22 +619,9 @@ pub fn run(
             detail,
         })
     };
-    check(
-        "boot finished",
-        finished,
-        if finished {
-            format!("the container stopped after {total:.1}s")
-        } else {
-            format!(
-                "still running after {:.0}s: stopped and removed",
-                deadline.as_secs_f64()
-            )
-        },
-    );
-
     let shutdowns = read(&records.join("shutdown.log"));
     let delay_minutes =
-        (job.timeout.seconds() + job.grace.seconds() + extra_minutes(&compiled) * 60).div_ceil(60);
+        (job.timeout.seconds() + job.grace.seconds() + extra_minutes(compiled) * 60).div_ceil(60);
     let armed = format!("shutdown -P +{delay_minutes} bootforge dead-man switch");
     check(
         "dead-man's switch armed",
@@ -605,7 +643,7 @@ pub fn run(
         "its start and its status are on the console".to_string(),
     );
 
-    let job_dir = on_efs(&efs, &mounts, &format!("{}/{}", job.log_dir, job.id));
+    let job_dir = on_efs(&folders.efs, mounts, &format!("{}/{}", job.log_dir, job.id));
     let local = out.join("state/jobs").join(&job.id);
     let status_file = if scenario.no_efs {
         Some(local.clone())
@@ -736,7 +774,6 @@ pub fn run(
             .zip(shutdown_at)
             .map(|(boot, s)| s - (boot + job.timeout.seconds() as f64));
     }
-    Ok(report)
 }
 
 fn extra_minutes(compiled: &Compiled) -> u64 {
