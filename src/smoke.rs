@@ -127,6 +127,14 @@ pub fn build_image(force: bool) -> Result<ImageBuild> {
             "it needs root, debootstrap, the machine's Debian mirror and a Docker engine; the lines above say which failed",
         ));
     }
+    // Images of older recipes only take disk space now.
+    let tags = docker(&["images", IMAGE, "--format", "{{.Tag}}"])?;
+    for old in String::from_utf8_lossy(&tags.stdout)
+        .lines()
+        .filter(|t| *t != image_tag())
+    {
+        let _ = docker(&["image", "rm", &format!("{IMAGE}:{old}")]);
+    }
     Ok(ImageBuild {
         image,
         built: true,
@@ -555,10 +563,19 @@ fn boot(
         .map_err(|e| Error::io(&user_data, "write", e))?;
 
     let bind = |host: &Path, at: &str| Mount::bind_mount(host.display().to_string(), at);
+    // Labels this boot's container, to remove it even when starting it fails.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
     let (repo, tag) = image.split_once(':').expect("the image name has a tag");
     let mut request = GenericImage::new(repo, tag)
         .with_cap_add("SYS_ADMIN")
         .with_label("org.bootforge.smoke", scenario.name)
+        .with_label("org.bootforge.smoke.run", &run)
         .with_network("none")
         .with_mount(bind(&folders.efs, "/smoke/efs"))
         .with_mount(bind(&folders.records, "/smoke/records"))
@@ -580,6 +597,13 @@ fn boot(
 
     let started = Instant::now();
     let container = request.start().map_err(|e| {
+        // A container created but not started is left behind otherwise.
+        let filter = format!("label=org.bootforge.smoke.run={run}");
+        if let Ok(out) = docker(&["ps", "-aq", "--filter", &filter]) {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = docker(&["rm", "-f", id]);
+            }
+        }
         environment(
             format!("cannot start the smoke container: {e}"),
             "the Docker engine must be running and allow containers with CAP_SYS_ADMIN (for the mounts)",
