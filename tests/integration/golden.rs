@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::{Test, root};
+use crate::{Test, contains, root};
 
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
@@ -11,6 +11,18 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// `bootforge --profiles PROFILES check --golden GOLDEN [--bless]`.
+fn check(profiles: &Path, golden: &Path, bless: bool) -> crate::Run {
+    Test::new()
+        .arg("--profiles")
+        .arg(profiles)
+        .arg("check")
+        .args(bless.then_some("--bless"))
+        .arg("--golden")
+        .arg(golden)
+        .run()
 }
 
 #[test]
@@ -44,66 +56,31 @@ fn a_changed_profile_drifts_with_a_diff_and_bless_rewrites() {
     )
     .unwrap();
 
-    let run = Test::new()
-        .arg("--profiles")
-        .arg(&profiles)
-        .args(["check", "--golden"])
-        .arg(&golden)
-        .run()
-        .failure(1);
+    let run = check(&profiles, &golden, false).failure(1);
     let out = run.stdout();
-    assert!(
-        out.contains("g6-quick.yaml: profile `g6-quick` compiles to other bytes"),
-        "{out}"
+    contains(
+        &out,
+        "g6-quick.yaml: profile `g6-quick` compiles to other bytes",
     );
     assert!(
         out.contains("-  - '2100'\n+  - '3000'\n"),
         "the dead-man's delay moves:\n{out}"
     );
-    assert!(
-        out.contains("-    TIMEOUT_S=1800\n+    TIMEOUT_S=2700\n"),
-        "{out}"
-    );
+    contains(&out, "-    TIMEOUT_S=1800\n+    TIMEOUT_S=2700\n");
     assert!(
         !out.contains("traffic-sign-gpu.yaml"),
         "an unchanged profile does not drift:\n{out}"
     );
-    assert!(
-        run.stderr().contains("1 of 2 profiles drifted"),
-        "{}",
-        run.stderr()
-    );
+    contains(&run.stderr(), "1 of 2 profiles drifted");
 
     // A stale file is drift too.
     fs::write(golden.join("gone.yaml"), "#cloud-config\n").unwrap();
-    let run = Test::new()
-        .arg("--profiles")
-        .arg(&profiles)
-        .args(["check", "--golden"])
-        .arg(&golden)
-        .run()
-        .failure(1);
-    assert!(
-        run.stdout().contains("gone.yaml: stale"),
-        "{}",
-        run.stdout()
-    );
+    let run = check(&profiles, &golden, false).failure(1);
+    contains(&run.stdout(), "gone.yaml: stale");
 
-    Test::new()
-        .arg("--profiles")
-        .arg(&profiles)
-        .args(["check", "--bless", "--golden"])
-        .arg(&golden)
-        .run()
-        .success();
+    check(&profiles, &golden, true).success();
     assert!(!golden.join("gone.yaml").exists());
-    Test::new()
-        .arg("--profiles")
-        .arg(&profiles)
-        .args(["check", "--golden"])
-        .arg(&golden)
-        .run()
-        .success();
+    check(&profiles, &golden, false).success();
     let blessed = fs::read_to_string(golden.join("g6-quick.yaml")).unwrap();
     assert!(blessed.contains("TIMEOUT_S=2700"));
 }
@@ -116,9 +93,5 @@ fn a_missing_golden_file_is_drift() {
         .arg(tmp.path())
         .run()
         .failure(1);
-    assert!(
-        run.stdout().contains("traffic-sign-gpu.yaml: missing"),
-        "{}",
-        run.stdout()
-    );
+    contains(&run.stdout(), "traffic-sign-gpu.yaml: missing");
 }

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 
 use crate::proxy::{Faults, Proxy};
-use crate::{Run, Test, root};
+use crate::{Run, Test, contains, root};
 
 /// A moto_server of this test's own, killed when the test ends.
 struct Moto {
@@ -710,13 +710,10 @@ fn aws_errors_are_one_line_with_what_to_do() {
         )
         .failure(2);
     let text = run.stderr();
-    assert!(
-        text.contains("error[aws]: RunInstances: InvalidSubnetID.NotFound"),
-        "{text}"
-    );
-    assert!(
-        text.contains("help: the subnet does not exist in this region: check instance.subnets"),
-        "{text}"
+    contains(&text, "error[aws]: RunInstances: InvalidSubnetID.NotFound");
+    contains(
+        &text,
+        "help: the subnet does not exist in this region: check instance.subnets",
     );
 
     let run = w
@@ -724,16 +721,8 @@ fn aws_errors_are_one_line_with_what_to_do() {
         .args(["ps"])
         .run()
         .failure(2);
-    assert!(
-        run.stderr().contains("error[aws]: DescribeInstances"),
-        "{}",
-        run.stderr()
-    );
-    assert!(
-        run.stderr().contains("EC2 could not be reached"),
-        "{}",
-        run.stderr()
-    );
+    contains(&run.stderr(), "error[aws]: DescribeInstances");
+    contains(&run.stderr(), "EC2 could not be reached");
 }
 
 #[test]
@@ -748,13 +737,10 @@ fn the_cost_guard_refuses_with_both_numbers() {
         .run()
         .failure(1);
     let text = run.stderr();
-    assert!(
-        text.contains("refusing to launch profile `traffic-sign-gpu`"),
-        "{text}"
-    );
-    assert!(
-        text.contains("$1.8610/h × 2.17 h of timeout and grace = $4.03, over max_cost_usd $2.00"),
-        "{text}"
+    contains(&text, "refusing to launch profile `traffic-sign-gpu`");
+    contains(
+        &text,
+        "$1.8610/h × 2.17 h of timeout and grace = $4.03, over max_cost_usd $2.00",
     );
 }
 
@@ -812,11 +798,7 @@ fn cost_prices_the_budget_and_names_cheaper_types() {
         "a cheaper L40S is named:\n{}",
         run.stdout()
     );
-    assert!(
-        run.stdout().contains("$4.03 at the timeout"),
-        "{}",
-        run.stdout()
-    );
+    contains(&run.stdout(), "$4.03 at the timeout");
 }
 
 #[test]

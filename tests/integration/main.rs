@@ -164,6 +164,12 @@ pub fn scrub(text: &str) -> String {
     re.replace_all(&text, "[TMP]").into_owned()
 }
 
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+}
+
 /// Whether `tool` is on PATH. The full test run (`BOOTFORGE_REQUIRE_ALL=1`)
 /// fails when it is not; plain `cargo test` says what it skipped.
 pub fn have(tool: &str) -> bool {
