@@ -41,6 +41,9 @@ efs_mount() {
     how=efs
   elif [ "$EFS_UTILS" = always ]; then
     fail mount_failed "amazon-efs-utils is required (efs_utils: always) but could not be installed"
+  elif [ "$INSTALL_TIMEOUT_S" -gt 0 ] && ! command -v mount.nfs4 >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
+    log "installing nfs-utils (at most ${INSTALL_TIMEOUT_S}s)"
+    timeout -k 10 "$INSTALL_TIMEOUT_S" dnf -y -q install nfs-utils 2>&1 | stamp
   fi
   local attempt=1 pause=2
   while :; do
