@@ -84,12 +84,15 @@ fn ok_boots_the_golden_payload() {
     );
     assert_eq!(report["status"]["outcome"], "succeeded");
     assert_eq!(report["status"]["gpu"]["name"], "NVIDIA L40S");
+    // Instance id and type come from cloud-init's instance data (the NoCloud
+    // meta-data here), not from tags.
     assert!(
         report["status"]["instance_id"]
             .as_str()
             .unwrap()
             .starts_with("i-smoke")
     );
+    assert_eq!(report["status"]["instance_type"], "g6e.xlarge");
     assert!(report["status"]["phases"]["run"].is_u64());
     assert!(report["timings"]["cloud_init_to_pipeline"].is_f64());
     assert!(report["timings"]["pipeline_end_to_shutdown"].is_f64());
