@@ -241,8 +241,12 @@ impl Error {
         }
     }
 
-    /// Where in a file the problem is, when that is known.
-    pub fn location(&self) -> Option<&Location> {
+    /// Where in a file (or in a `--set` argument) the problem is, when that
+    /// is known.
+    pub fn location(&self) -> Option<Location> {
+        if let Error::Set { arg, message, .. } = self {
+            return Some(set_location(arg, message));
+        }
         match self {
             Error::Yaml { location, .. }
             | Error::Profile { location, .. }
@@ -252,7 +256,7 @@ impl Error {
             | Error::Requires { location, .. }
             | Error::Order { location, .. }
             | Error::Conflicts { location, .. }
-            | Error::Render { location, .. } => location.as_ref(),
+            | Error::Render { location, .. } => location.clone(),
             _ => None,
         }
     }
@@ -267,7 +271,8 @@ impl Error {
             | Error::Requires { file, .. }
             | Error::Order { file, .. }
             | Error::Conflicts { file, .. } => Some(file),
-            _ => self.location().map(|l| l.file.as_str()),
+            Error::Render { template, .. } => Some(template),
+            _ => None,
         }
     }
 
@@ -466,6 +471,25 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A `--set` argument shown like a one-line file: the path underlined when
+/// the path is wrong, the value otherwise.
+pub(crate) fn set_location(arg: &str, message: &str) -> Location {
+    let path_is_wrong = [
+        "unknown field",
+        "not a section",
+        "empty part",
+        "dotted.path=value",
+    ]
+    .iter()
+    .any(|m| message.contains(m));
+    let (column, len) = match arg.split_once('=') {
+        Some((path, _)) if path_is_wrong => (1, path.chars().count()),
+        Some((path, value)) => (path.chars().count() + 2, value.chars().count()),
+        None => (1, arg.chars().count()),
+    };
+    Location::in_source("--set", arg, 1, column).with_len(len)
 }
 
 impl fmt::Display for Error {

@@ -61,7 +61,7 @@ impl From<&Error> for Diagnostic {
                 _ => None,
             },
             file: e.file().map(str::to_string),
-            location: e.location().cloned(),
+            location: e.location(),
             help: e.help(),
         }
     }
@@ -145,7 +145,10 @@ impl Checks<'_> {
     ) {
         let origin = self.p.origin(path);
         let (file, location) = match &origin {
-            crate::profile::Origin::Set(arg) => (Some(format!("--set {arg}")), None),
+            crate::profile::Origin::Set(arg) => (
+                Some(format!("--set {arg}")),
+                Some(crate::error::set_location(arg, "")),
+            ),
             o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
         };
         self.found.push(Diagnostic {

@@ -86,7 +86,10 @@ fn set_values_are_validated_too() {
         .run()
         .failure(1);
     contains(&run.stderr(), "error[gpu-mismatch]");
-    contains(&run.stderr(), "--> --set instance.gpu=L4");
+    contains(
+        &run.stderr(),
+        "  --> --set:1:14\n  |\n1 | instance.gpu=L4\n  |              ^^",
+    );
 }
 
 fn schema() -> serde_json::Value {
