@@ -72,7 +72,23 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn help_has_an_example_for_each_command() {
-    for command in ["compile", "explain", "validate", "check", "list", "schema"] {
+    let mut commands = vec![
+        "compile",
+        "explain",
+        "validate",
+        "check",
+        "list",
+        "schema",
+        "cost",
+        "iam-policy",
+    ];
+    if cfg!(feature = "smoke") {
+        commands.push("smoke");
+    }
+    if cfg!(feature = "aws") {
+        commands.extend(["launch", "ps", "terminate", "reap"]);
+    }
+    for command in commands {
         let run = Test::new().args([command, "--help"]).run().success();
         assert!(
             run.stdout().contains("Examples:\n  bootforge "),
