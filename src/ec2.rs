@@ -38,14 +38,6 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Whether the instance is still alive (and costing, or about to).
-    pub fn live(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "pending" | "running" | "stopping" | "stopped"
-        )
-    }
-
     /// When bootforge expects it gone, from its tag.
     pub fn deadline_epoch(&self) -> Option<u64> {
         self.deadline.as_deref().and_then(parse_rfc3339)

@@ -58,14 +58,6 @@ pub struct LaunchPlan {
     pub budget_seconds: u64,
 }
 
-impl LaunchPlan {
-    /// The worst-case cost of the job on `instance_type`, when it is priced.
-    pub fn worst_cost(&self, instance_type: &str) -> Option<f64> {
-        catalog::lookup(instance_type)
-            .map(|t| t.price_per_hour * self.budget_seconds as f64 / 3600.0)
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
