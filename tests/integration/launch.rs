@@ -612,11 +612,7 @@ fn capacity_errors_fall_back_in_profile_order() {
     let out = json(&run);
     assert_eq!(out["instance_type"], "g6e.2xlarge");
     assert_eq!(out["subnet"], w.subnets[0].as_str());
-    let tried: Vec<String> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.starts_with("RunInstances"))
-        .collect();
+    let tried = proxy.run_instances();
     assert_eq!(
         tried,
         [
@@ -666,11 +662,7 @@ fn a_connection_dropped_after_run_instances_leaves_one_instance() {
     assert_eq!(again["launched"], false);
     assert_eq!(again["instance_id"], first["instance_id"]);
     assert_eq!(w.live_with_job("dropped").len(), 1);
-    let runs = proxy
-        .seen()
-        .iter()
-        .filter(|s| s.starts_with("RunInstances"))
-        .count();
+    let runs = proxy.run_instances().len();
     assert_eq!(runs, 2, "the dropped call and its retry");
 }
 
@@ -893,11 +885,7 @@ fn spot_falls_back_to_on_demand() {
         .success(),
     );
     assert_eq!(out["launched"], true);
-    let tried: Vec<String> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.starts_with("RunInstances"))
-        .collect();
+    let tried = proxy.run_instances();
     assert_eq!(
         tried,
         [

@@ -187,7 +187,8 @@ pub fn have(tool: &str) -> bool {
     found
 }
 
-/// The built-in library plus the fixture snippets and profiles.
+/// The built-in library plus the fixture snippets and profiles, and the
+/// corpus's valid profiles.
 pub fn fixture_library() -> bootforge::Library {
     let mut library = bootforge::Library::builtin();
     library
@@ -197,4 +198,29 @@ pub fn fixture_library() -> bootforge::Library {
         .add_snippets_dir(&fixtures().join("snippets"))
         .unwrap();
     library
+        .add_profiles_dir(&root().join("tests/corpus-valid"))
+        .unwrap();
+    library
+}
+
+/// The profiles `validate` must pass: the repository's and the corpus's
+/// valid cases.
+pub fn valid_profiles() -> Vec<String> {
+    let mut names = Vec::new();
+    for dir in ["profiles", "tests/corpus-valid"] {
+        let mut found: Vec<String> = std::fs::read_dir(root().join(dir))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string()
+            })
+            .collect();
+        found.sort();
+        names.extend(found);
+    }
+    names
 }

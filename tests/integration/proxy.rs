@@ -71,9 +71,14 @@ impl Proxy {
         }
     }
 
-    /// What the launcher asked for, in order.
-    pub fn seen(&self) -> Vec<String> {
-        self.state.lock().unwrap().seen.clone()
+    /// The RunInstances calls the launcher made, in order.
+    pub fn run_instances(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.seen
+            .iter()
+            .filter(|a| a.starts_with("RunInstances"))
+            .cloned()
+            .collect()
     }
 }
 

@@ -7,22 +7,12 @@ use std::process::Command;
 
 use serde_yaml_ng::Value;
 
-use crate::{fixture_library, have, root};
+use crate::{fixture_library, have};
 
-/// Every profile of the repository, and the fixture profiles that compile.
+/// Every profile of the repository, the corpus's valid ones, and the
+/// fixture profiles that compile.
 fn profiles() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root().join("profiles"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .to_string()
-        })
-        .collect();
-    names.sort();
+    let mut names = crate::valid_profiles();
     names.extend(["echo", "merged", "multipart", "gzipped"].map(String::from));
     names
 }
