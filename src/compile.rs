@@ -504,7 +504,7 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
             .map(|f| {
                 let mut m = Mapping::new();
                 m.insert("path".into(), Value::String(f.path.clone()));
-                m.insert("owner".into(), Value::String("root:root".into()));
+                // cloud-init's default owner is root:root: saying so costs bytes.
                 m.insert("permissions".into(), Value::String(f.permissions.clone()));
                 m.insert("content".into(), Value::String(f.content.clone()));
                 Value::Mapping(m)

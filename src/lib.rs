@@ -28,6 +28,7 @@ mod library;
 mod merge;
 #[cfg(feature = "aws")]
 pub mod operate;
+pub mod paths;
 mod patterns;
 mod payload;
 mod profile;

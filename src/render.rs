@@ -46,6 +46,10 @@ pub fn environment<'s>() -> Environment<'s> {
     env.add_filter("shell_quote", |value: Value| -> Result<String, Error> {
         shell_words(&value)
     });
+    // `{% if path is under(mount_point) %}`: the same rule validation uses.
+    env.add_test("under", |path: &str, dir: &str| {
+        crate::paths::is_under(path, dir)
+    });
     env
 }
 

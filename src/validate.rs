@@ -366,8 +366,14 @@ impl Checks<'_> {
                 None,
             );
         }
-        if kill + 30 > grace {
-            self.error("grace-bounds", "job.kill_after", format!("SIGKILL {} after the timeout leaves less than 30 s of the {} grace for the finalizer", job.kill_after, job.grace), Some("make kill_after shorter than the grace by at least 30s"));
+        // The finalizer starts at most kill_after past the timeout and may
+        // take its whole bound; the dead-man's switch must not cut it short.
+        let finalize = compiled
+            .param("shutdown-trap", "finalize_seconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
+        if kill + finalize > grace {
+            self.error("grace-bounds", "job.kill_after", format!("SIGKILL {} after the timeout and {finalize}s for the finalizer do not fit in the {} grace", job.kill_after, job.grace), Some(&format!("make the grace at least kill_after + {finalize}s (the finalizer's bound, snippets.shutdown-trap.finalize_seconds)")));
         }
         if compiled.snippets.iter().all(|s| s.name != "deadman") {
             self.warn("no-deadman", "snippets", "the profile has no dead-man's switch: nothing powers the instance off if the runner never starts".to_string(), Some("add `deadman: {}` first under `snippets:`"));
@@ -403,9 +409,7 @@ impl Checks<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let under = |path: &str, dir: &str| {
-            path == dir || path.starts_with(&format!("{}/", dir.trim_end_matches('/')))
-        };
+        let under = crate::paths::is_under;
         for (a, ma) in mounts.iter().enumerate() {
             for (b, mb) in mounts.iter().enumerate().skip(a + 1) {
                 if ma == mb {
@@ -449,6 +453,13 @@ impl Checks<'_> {
                     }),
                 );
             }
+        }
+        if let Some(cache) = compiled
+            .param("requirements", "cache_dir")
+            .and_then(Value::as_str)
+            && !mounts.iter().any(|m| under(cache, m))
+        {
+            self.warn("cache-not-kept", "snippets.requirements.cache_dir", format!("{cache} is on no mounted file system: the cached environments are lost with the instance and no later job finds them"), Some("put the cache under an EFS mount point"));
         }
         let log_dir = self.p.profile.job.log_dir.clone();
         if !mounts.iter().any(|m| under(&log_dir, m)) {

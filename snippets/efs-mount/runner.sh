@@ -1,74 +1,54 @@
 
-# --- efs-mount: mount the file systems the job reads and writes ---
-REGION={{ instance.region }}
-EFS_UTILS={{ efs_utils }}
-NFS_OPTIONS={{ nfs_options }}
-DNS_WAIT_S={{ dns_wait_seconds }}
-MOUNT_ATTEMPTS={{ attempts }}
-INSTALL_TIMEOUT_S={{ install_timeout_seconds }}
-
-have_efs_utils() {
-  case $EFS_UTILS in
-    never) return 1 ;;
-  esac
-  command -v mount.efs >/dev/null 2>&1 && return 0
-  [ "$INSTALL_TIMEOUT_S" -gt 0 ] && command -v dnf >/dev/null 2>&1 || return 1
-  log "installing amazon-efs-utils (at most ${INSTALL_TIMEOUT_S}s)"
-  timeout -k 10 "$INSTALL_TIMEOUT_S" dnf -y -q install amazon-efs-utils 2>&1 | stamp
-  command -v mount.efs >/dev/null 2>&1
+# efs-mount
+EFS_HOW={{ "nfs" if efs_utils == "never" else "" }}
+{# pkg PACKAGE: installed, bounded, where dnf can. #}
+pkg() {
+{% if install_timeout_seconds > 0 %}
+  command -v dnf >/dev/null || return
+  log "installing $1"
+  timeout -k 10 {{ install_timeout_seconds }} dnf -y -q install "$1" 2>&1 | stamp
+{% else %}
+  return 1
+{% endif %}
 }
-
-# efs_mount FS_ID PATH MOUNT_POINT
+{# no_tls WHY: plain NFS from now on, with a warning saying why (efs_utils: always refuses). #}
+no_tls() {
+{% if efs_utils == "always" %}
+  fail mount_failed "no TLS mount (efs_utils: always): $1"
+{% endif %}
+  log "warning: mounting with plain NFS, without TLS: $1"
+  EFS_HOW=nfs
+  command -v mount.nfs4 >/dev/null || pkg nfs-utils
+}
+{# efs_mount FS_ID PATH MOUNT_POINT; TLS through amazon-efs-utils where it is or can be installed (once per boot). #}
 efs_mount() {
-  local fs=$1 sub=$2 at=$3
-  local dns="$fs.efs.$REGION.amazonaws.com"
-  if mountpoint -q "$at" 2>/dev/null; then
-    log "$at is already a mount point"
-    return 0
-  fi
-  local waited=0
-  until getent hosts "$dns" >/dev/null 2>&1; do
-    if [ "$waited" -ge "$DNS_WAIT_S" ]; then
-      fail mount_failed "$dns did not resolve within ${DNS_WAIT_S}s: the file system needs a mount target in this instance's availability zone"
-    fi
+  local fs=$1 sub=$2 at=$3 dns=$1.efs.{{ instance.region }}.amazonaws.com n=1 w=0
+  until timeout 10 getent hosts "$dns" >/dev/null; do
+    [ $w -ge {{ dns_wait_seconds }} ] && fail mount_failed "$dns did not resolve in ${w}s: is there a mount target in this zone?"
     sleep 5
-    waited=$((waited + 5))
+    w=$((w + 5))
   done
-  log "$dns resolves (after ${waited}s)"
-  mkdir -p "$at" || fail mount_failed "cannot create mount point $at"
-  local how=nfs
-  if [ "$EFS_UTILS" != never ] && have_efs_utils; then
-    how=efs
-  elif [ "$EFS_UTILS" = always ]; then
-    fail mount_failed "amazon-efs-utils is required (efs_utils: always) but could not be installed"
-  elif [ "$INSTALL_TIMEOUT_S" -gt 0 ] && ! command -v mount.nfs4 >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
-    log "installing nfs-utils (at most ${INSTALL_TIMEOUT_S}s)"
-    timeout -k 10 "$INSTALL_TIMEOUT_S" dnf -y -q install nfs-utils 2>&1 | stamp
+  mkdir -p "$at"
+  if [ -z "$EFS_HOW" ]; then
+    command -v mount.efs >/dev/null || pkg amazon-efs-utils
+    if command -v mount.efs >/dev/null; then EFS_HOW=efs; else no_tls "amazon-efs-utils is missing"; fi
   fi
-  local attempt=1 pause=2
   while :; do
-    if [ "$how" = efs ]; then
-      mount -t efs -o tls "$fs:$sub" "$at" 2>&1 | stamp
-    else
-      mount -t nfs4 -o "$NFS_OPTIONS" "$dns:$sub" "$at" 2>&1 | stamp
-    fi
-    if mountpoint -q "$at"; then
-      log "mounted $fs:$sub on $at ($how, attempt $attempt)"
-      return 0
-    fi
-    if [ "$attempt" -ge "$MOUNT_ATTEMPTS" ]; then
-      fail mount_failed "could not mount $fs:$sub on $at ($how) after $attempt attempts"
-    fi
-    log "mount of $fs:$sub on $at failed (attempt $attempt); retrying in ${pause}s"
-    sleep "$pause"
-    attempt=$((attempt + 1))
-    pause=$((pause * 2 > 30 ? 30 : pause * 2))
+    if [ $EFS_HOW = efs ]; then set -- -t efs -o tls "$fs:$sub"; else set -- -t nfs4 -o {{ nfs_options }} "$dns:$sub"; fi
+    timeout -k 5 {{ attempt_timeout_seconds }} mount "$@" "$at" 2>&1 | stamp
+    mountpoint -q "$at" && log "mounted $fs:$sub on $at ($EFS_HOW, attempt $n)" && return
+    [ $n -ge {{ attempts }} ] && fail mount_failed "could not mount $fs:$sub on $at ($EFS_HOW, $n attempts)"
+    [ $EFS_HOW = efs ] && no_tls "the TLS mount failed"
+    log "mount attempt $n failed; retrying in $((n * 5))s"
+    sleep $((n++ * 5))
   done
 }
 
 phase mount
-{% for m in mounts %}
+{% for m in mounts if job.log_dir is under(m.mount_point) %}
 efs_mount {{ m.fs_id }} {{ m.path }} {{ m.mount_point }}
 {% endfor %}
-phase_end
 ensure_logs
+{% for m in mounts if job.log_dir is not under(m.mount_point) %}
+efs_mount {{ m.fs_id }} {{ m.path }} {{ m.mount_point }}
+{% endfor %}

@@ -1,42 +1,47 @@
 
-# --- pipeline: the job itself, under the time budget ---
+# pipeline
 phase run
 SCRIPT={{ script }}
+{% if workdir == "/" %}
+WORKDIR=${SCRIPT%/*}
+{% else %}
 WORKDIR={{ workdir }}
-[ "$WORKDIR" = / ] && WORKDIR=$(dirname "$SCRIPT")
-ARGS=({{ args }})
-if [ "$LOGS_READY" = 1 ]; then OUTPUT_DIR=$JOB_DIR/{{ output_dir }}; else OUTPUT_DIR=$LOCAL_DIR/{{ output_dir }}; fi
-[ -f "$SCRIPT" ] || {
-  EXIT_CODE=127
-  fail failed "$SCRIPT does not exist: is its file system mounted?"
-}
-mkdir -p "$OUTPUT_DIR" && chown "$RUN_USER" "$OUTPUT_DIR" 2>/dev/null
-remaining=$((DEADLINE - $(date +%s)))
-if [ "$remaining" -le 0 ]; then
-  EXIT_CODE=124
-  fail timed_out "the job's ${TIMEOUT_S}s budget ran out before the pipeline could start"
-fi
-run=(env JOB_ID="$JOB_ID" JOB_DIR="$JOB_DIR" OUTPUT_DIR="$OUTPUT_DIR" LOG_FILE="$LOG_FILE"
+{% endif %}
+OUTPUT_DIR=${LOG_FILE%/*}/{{ output_dir }}
+[ -f "$SCRIPT" ] || { EXIT_CODE=127; fail failed "$SCRIPT is missing: is its file system mounted?"; }
+mkdir -p "$OUTPUT_DIR" && own "$OUTPUT_DIR" "$LOG_FILE"
+left=$((DEADLINE - EPOCHSECONDS))
+[ $left -gt 0 ] || { EXIT_CODE=124; fail timed_out "no time left for the pipeline"; }
+{# Its user's login-like environment (HOME and SHELL from runuser or systemd), the requirements' environment active, CUDA on PATH. #}
+path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+[ -d /usr/local/cuda/bin ] && path=/usr/local/cuda/bin:$path
+env=(PATH="${VENV:+$VENV/bin:}$path" ${VENV:+"VIRTUAL_ENV=$VENV"} USER="$RUN_USER" LOGNAME="$RUN_USER" LANG=C.UTF-8
+  JOB_ID="$JOB_ID" JOB_DIR="$JOB_DIR" OUTPUT_DIR="$OUTPUT_DIR" LOG_FILE="$LOG_FILE"
 {% for name, value in env | items %}
   {{ name ~ "=" ~ value }}
 {% endfor %}
-  timeout -k "$KILL_AFTER_S" "$remaining")
-if [ -x "$SCRIPT" ]; then run+=("$SCRIPT"); else run+=(bash "$SCRIPT"); fi
-run+=("${ARGS[@]}")
-if [ "$(id -u)" = 0 ] && [ "$RUN_USER" != root ]; then
-  run=(runuser -u "$RUN_USER" -- "${run[@]}")
-fi
-log "running $SCRIPT as $RUN_USER in $WORKDIR (at most ${remaining}s, then SIGTERM, SIGKILL ${KILL_AFTER_S}s later)"
-run_start=$(date +%s)
-(cd "$WORKDIR" && exec "${run[@]}") 2>&1 </dev/null | stamp | tee -a "$LOG_FILE"
-rc=${PIPESTATUS[0]}
-EXIT_CODE=$rc
-if [ "$rc" = 0 ]; then
-  OUTCOME=succeeded
-elif { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ $(($(date +%s) - run_start)) -ge "$remaining" ]; then
-  OUTCOME=timed_out
-  MESSAGE="the pipeline ran past the job's budget and was stopped"
+)
+cmd=(timeout --foreground -k "$KILL_AFTER_S" "$left")
+[ -x "$SCRIPT" ] || cmd+=(bash)
+cmd+=("$SCRIPT" {{ args }})
+{# Under systemd a unit of its own: when its main process ends, whatever it started ends too. Elsewhere a session of its own. #}
+if [ -d /run/systemd/system ]; then
+  how=unit run=(systemd-run -q --wait --pipe --collect --unit=bootforge-pipeline -p User="$RUN_USER"
+    -p WorkingDirectory="$WORKDIR" -p TimeoutStopSec="$KILL_AFTER_S")
+  for e in "${env[@]}"; do run+=(-E "$e"); done
+  run+=(sh -c '"$@"; exit $?' sh "${cmd[@]}")
 else
-  OUTCOME=failed
-  MESSAGE="the pipeline exited with code $rc"
+  how=session run=(setsid env -i "${env[@]}" "${AS[@]}" "${cmd[@]}")
 fi
+log "running $SCRIPT as $RUN_USER in $WORKDIR ($how) for at most ${left}s"
+exec 3> >(stamp); sp=$!
+(cd "$WORKDIR" && exec "${run[@]}") </dev/null >&3 2>&3 &
+pid=$!; exec 3>&-
+wait $pid
+rc=$? end=$EPOCHSECONDS
+{# What it left behind ends with it. #}
+kill -- -$pid 2>/dev/null && log "ending what the pipeline left running" && { gone -$pid $KILL_AFTER_S || kill -9 -- -$pid; }
+gone $sp 10 || kill $sp
+EXIT_CODE=$rc OUTCOME=failed MESSAGE="the pipeline exited with code $rc"
+[ $rc = 0 ] && OUTCOME=succeeded MESSAGE=
+[ $end -ge $DEADLINE ] && [[ $rc =~ ^(124|137)$ ]] && OUTCOME=timed_out MESSAGE="the pipeline ran out of time"

@@ -1,153 +1,147 @@
 #!/bin/bash
-# shellcheck disable=SC2016 # profile values are quoted literals on purpose
-# bootforge job runner for profile {{ profile.name }}. Generated: edit the profile, not this file.
-# Phases run in order; every exit path goes through finalize (the EXIT trap).
-set -uo pipefail
-umask 022
-export LC_ALL=C
-
+# bootforge job runner, profile {{ profile.name }} (generated: edit the profile)
+{#
+  Phases run in order; every exit goes through finalize (the EXIT trap).
+  Comments in these braces stay out of the payload: every byte of it counts
+  against EC2's 16 KB, and the README says what the runner does and why.
+#}
+set -uo pipefail; umask 022
+export LC_ALL=C TZ=UTC
 JOB_ID={{ job.id }}
 PROFILE={{ profile.name }}
 JOB_DIR={{ job.log_dir ~ "/" ~ job.id }}
-LOCAL_DIR={{ job.state_dir ~ "/jobs/" ~ job.id }}
 STATE_DIR={{ job.state_dir }}
+LOCAL_DIR=$STATE_DIR/jobs/$JOB_ID
 RUN_USER={{ job.user }}
 TIMEOUT_S={{ job.timeout_seconds }}
 KILL_AFTER_S={{ job.kill_after_seconds }}
-POWEROFF={{ poweroff | string | lower }}
-CLOUD_INIT_LOG={{ cloud_init_log }}
-
-OUTCOME=
-EXIT_CODE=
-MESSAGE=
-PHASE=
-PHASE_START=0
-PHASES=
-LOGS_READY=0
-GPU_NAME=
-GPU_DRIVER=
-STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-
+FINAL_S={{ finalize_seconds }}
+OUTCOME='' EXIT_CODE='' MESSAGE='' PHASE='' PHASES='' LOGS_READY='' GPU_NAME='' GPU_DRIVER='' VENV='' i='' b='' t='' STALE=
+printf -v STARTED_AT '%(%FT%TZ)T' -1
+AS=()
+[ $UID = 0 ] && AS=(runuser -u "$RUN_USER" --)
 mkdir -p "$LOCAL_DIR"
 LOG_FILE=$LOCAL_DIR/job.log
+{# This run's identity: the instance (from cloud-init's instance data) and this boot. #}
+INSTANCE_ID=$(cloud-init query v1.instance_id) || INSTANCE_ID=unknown
+INSTANCE_TYPE=$(cloud-init query ds.meta_data.instance-type) || INSTANCE_TYPE=unknown
+BOOT_ID=$(</proc/sys/kernel/random/boot_id)
+RUN="$INSTANCE_ID $BOOT_ID"
+{# The budget counts from this boot's stamp (by the dead-man's switch); another boot's or instance's is ignored. #}
+read -r i b t _ 2>/dev/null <"$STATE_DIR/boot"
+[ "$i $b" = "$RUN" ] && [[ $t =~ ^[0-9]+$ ]] || STALE="no stamp of this boot (${i:-none}): counting from now" t=$EPOCHSECONDS
+DEADLINE=$((t + TIMEOUT_S))
 
-# The job's budget counts from boot, as stamped by the dead-man's switch.
-BOOT_EPOCH=$(cat "$STATE_DIR/boot-epoch" 2>/dev/null) || BOOT_EPOCH=
-case $BOOT_EPOCH in '' | *[!0-9]*) BOOT_EPOCH=$(date +%s) ;; esac
-DEADLINE=$((BOOT_EPOCH + TIMEOUT_S))
-
-stamp() {
-  local line
-  while IFS= read -r line || [ -n "$line" ]; do
-    TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T %s\n' -1 "$line"
-  done
-}
-
-log() {
-  local line
-  line=$(TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T bootforge[%s] %s' -1 "$JOB_ID" "$*")
-  printf '%s\n' "$line"
-  printf '%s\n' "$line" >>"$LOG_FILE" 2>/dev/null || true
+{# stamp: stdin's lines, timestamped, appended to LOG_FILE and copied to the console without ever waiting for it (a slow console misses lines, the log keeps them). #}
+STAMP='import os,sys,time
+def o(p,f,e):
+ try:return os.open(p,os.O_WRONLY|os.O_APPEND|f,420)
+ except OSError:return e
+F=o(sys.argv[1],os.O_CREAT,-1),o("/proc/self/fd/1",os.O_NONBLOCK,1);p=b""
+while 1:
+ d=os.read(0,65536);l=(p+d).split(b"\n");p=l.pop()
+ if p and not d:l+=[p]
+ t=time.strftime("%FT%TZ ").encode();b=t+(b"\n"+t).join(l)+b"\n"
+ for f in F:
+  try:l and os.write(f,b)
+  except OSError:pass
+ if not d:break'
+stamp() { python3 -c "$STAMP" "$LOG_FILE"; }
+log() { printf '%(%FT%TZ)T bootforge[%s] %s\n' -1 "$JOB_ID" "$*" | tee -a "$LOG_FILE" 2>/dev/null; }
+own() { chown "$RUN_USER:" "$@"; }
+{# gone PID SECONDS: whether PID (or -PGID) ends within SECONDS. #}
+gone() { for ((n = $2 * 10; n > 0; n--)); do kill -0 -- "$1" 2>/dev/null || return 0; sleep .1; done; return 1; }
+{# arm SECONDS NAME: power off then, whatever happens: a timer of PID 1 outside every unit and every shutdown, else a detached sleep. #}
+arm() {
+  timeout 10 systemd-run -q --unit="bootforge-$2" --on-active="$1" --timer-property=AccuracySec=1s \
+    --timer-property=DefaultDependencies=no -p DefaultDependencies=no /bin/systemctl poweroff --force 2>/dev/null ||
+    { setsid sh -c "sleep $1; poweroff -f" </dev/null &>/dev/null & }
 }
 
 phase_end() {
-  if [ -n "$PHASE" ]; then
-    local took=$(($(date +%s) - PHASE_START))
-    PHASES="$PHASES${PHASES:+, }\"$PHASE\": $took"
-    log "phase $PHASE: done in ${took}s"
-    PHASE=
-  fi
+  [ -z "$PHASE" ] && return
+  t=$((EPOCHSECONDS - t))
+  PHASES+="${PHASES:+, }\"$PHASE\": $t"
+  log "phase $PHASE: done in ${t}s"
+  PHASE=
 }
 
 phase() {
   phase_end
   [ "$1" = mount ] || ensure_logs
-  PHASE=$1
-  PHASE_START=$(date +%s)
-  log "phase $PHASE: start"
+  PHASE=$1 t=$EPOCHSECONDS
+  log "phase $1: start"
 }
 
-# fail OUTCOME MESSAGE: end the job now with that outcome.
+{# fail OUTCOME MESSAGE: end the job now with that outcome. #}
 fail() {
-  OUTCOME=$1
-  MESSAGE=$2
-  log "error: $MESSAGE"
+  OUTCOME=$1 MESSAGE=$2
+  log "error: $2"
   exit 1
 }
 
-# Move the log onto the job directory once the file system holding it is there.
+{# Once the file system holding the job's directory is there, the log and status go to it; an earlier run's files go to runs/ID first (never over anything), the launcher's claim stays. #}
 ensure_logs() {
-  [ "$LOGS_READY" = 1 ] && return 0
-  if mkdir -p "$JOB_DIR" 2>/dev/null && cat "$LOG_FILE" >>"$JOB_DIR/job.log" 2>/dev/null; then
-    chown "$RUN_USER" "$JOB_DIR" 2>/dev/null || true
-    LOG_FILE=$JOB_DIR/job.log
-    LOGS_READY=1
+  [ -n "$LOGS_READY" ] && return
+  local old='' ob='' f to n=1
+  mkdir -p "$JOB_DIR" && read -r old ob 2>/dev/null <"$JOB_DIR/run-id"
+  if [ "$old $ob" != "$RUN" ]; then
+    set --
+    for f in "$JOB_DIR"/* "$JOB_DIR"/.[!.]*; do
+      case ${f##*/} in runs | claim.json | .claim* | '*' | '.[!.]*') ;; *) set -- "$@" "$f" ;; esac
+    done
+    to=$JOB_DIR/runs/${old:-unknown}
+    while [ -e "$to" ]; do to=$JOB_DIR/runs/${old:-unknown}.$((++n)); done
+    [ $# = 0 ] || { mkdir -p "$to" && mv -- "$@" "$to" && own "$JOB_DIR/runs" "$to" && log "an earlier run's files are in $to"; }
+  fi
+  if echo "$RUN" >"$JOB_DIR/run-id" && cat "$LOG_FILE" >>"$JOB_DIR/job.log"; then
+    own "$JOB_DIR" "$JOB_DIR/job.log" "$JOB_DIR/run-id"
+    LOG_FILE=$JOB_DIR/job.log LOGS_READY=1
     log "logs go to $JOB_DIR"
   else
     log "warning: cannot write to $JOB_DIR; logs stay in $LOCAL_DIR"
   fi
 }
 
-json_str() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\r'/\\r}
-  s=${s//$'\t'/\\t}
-  s=$(printf '%s' "$s" | tr -d '\000-\037')
-  printf '"%s"' "$s"
-}
-
-instance_data() {
-  local v
-  v=$(cloud-init query "$1" 2>/dev/null) && [ -n "$v" ] && { printf '%s' "$v"; return; }
-  printf 'unknown'
-}
+{# put DIR TEXT: DIR/status.json, atomically. #}
+put() { echo "$2" >"$1/.status.json.tmp" && mv -f "$1/.status.json.tmp" "$1/status.json"; }
 
 finalize() {
-  local rc=$?
-  trap - EXIT
-  trap '' TERM INT HUP
-  set +e
+  local rc=$? s efs=$LOG_FILE
+  trap - EXIT; trap '' TERM INT HUP
+  {# Scheduled before anything touches the EFS: a hung NFS cannot hold the instance. #}
+{% if poweroff %}
+  arm "$FINAL_S" finalize
+{% endif %}
+  [ -n "$LOGS_READY" ] && LOG_FILE=$LOCAL_DIR/final.log && : >"$LOG_FILE"
   phase_end
-  [ -n "$EXIT_CODE" ] || EXIT_CODE=$rc
-  if [ -z "$OUTCOME" ]; then
-    if [ "$rc" = 0 ]; then OUTCOME=succeeded; else OUTCOME=failed; fi
-  fi
-  local dest=$LOCAL_DIR
-  [ "$LOGS_READY" = 1 ] && dest=$JOB_DIR
-  local status
-  status=$(printf '{"job_id": %s, "profile": %s, "instance_id": %s, "instance_type": %s, "outcome": %s, "exit_code": %s, "message": %s, "phases": %s, "gpu": {"name": %s, "driver": %s}, "started_at": %s, "ended_at": %s, "log": %s}' \
-    "$(json_str "$JOB_ID")" "$(json_str "$PROFILE")" \
-    "$(json_str "$(instance_data v1.instance_id)")" \
-    "$(json_str "$(instance_data ds.meta_data.instance-type)")" \
-    "$(json_str "$OUTCOME")" "$EXIT_CODE" "$(json_str "$MESSAGE")" "{$PHASES}" \
-    "$(json_str "$GPU_NAME")" "$(json_str "$GPU_DRIVER")" \
-    "$(json_str "$STARTED_AT")" "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" \
-    "$(json_str "$dest/job.log")")
+  EXIT_CODE=${EXIT_CODE:-$rc}
+  [ $rc = 0 ] && OUTCOME=${OUTCOME:-succeeded}
+  OUTCOME=${OUTCOME:-failed}
+  s=$(python3 -c 'import json,sys,time;a=sys.argv;print(json.dumps(dict(job_id=a[1],profile=a[2],instance_id=a[3],boot_id=a[4],instance_type=a[5],outcome=a[6],exit_code=int(a[7]),message=a[8],phases=json.loads("{"+a[9]+"}"),gpu=dict(name=a[10],driver=a[11]),started_at=a[12],ended_at=time.strftime("%FT%TZ"),log=a[13])))' \
+    "$JOB_ID" "$PROFILE" "$INSTANCE_ID" "$BOOT_ID" "$INSTANCE_TYPE" "$OUTCOME" "$EXIT_CODE" "$MESSAGE" "$PHASES" "$GPU_NAME" "$GPU_DRIVER" "$STARTED_AT" "$efs")
   log "job $OUTCOME (exit code $EXIT_CODE)"
-  printf 'bootforge-status: %s\n' "$status"
-  local d
-  for d in "$LOCAL_DIR" "$dest"; do
-    if ! { mkdir -p "$d" && printf '%s\n' "$status" >"$d/.status.json.tmp" &&
-      mv -f "$d/.status.json.tmp" "$d/status.json"; }; then
-      log "warning: could not write $d/status.json"
-    fi
-  done
-  cp "$CLOUD_INIT_LOG" "$dest/cloud-init-output.log" 2>/dev/null ||
-    log "note: no $CLOUD_INIT_LOG to copy"
-  sync
-  if [ "$POWEROFF" = true ]; then
-    log "shutting down"
-    shutdown -h now "bootforge: job $JOB_ID $OUTCOME"
-  else
-    log "poweroff is off: leaving the instance running (the dead-man's switch still fires)"
+  echo "bootforge-status: $s"
+  put "$LOCAL_DIR" "$s"
+  if [ -n "$LOGS_READY" ]; then
+    {# Whatever touches the EFS runs in one child, given half the finalizer's time. #}
+    (cat "$LOG_FILE" >>"$efs" && put "$JOB_DIR" "$s" && cp {{ cloud_init_log }} "$JOB_DIR" && own "$JOB_DIR"/* &&
+      sync "$JOB_DIR/status.json" "$efs") 2>/dev/null &
+    gone $! $((FINAL_S / 2)) || {
+      pkill -9 -P $!; kill -9 $!
+      log "warning: the EFS did not answer; the status is in $LOCAL_DIR"
+    }
   fi
+{% if poweroff %}
+  log "shutting down"
+  shutdown -h now "bootforge: job $JOB_ID $OUTCOME"
+{% else %}
+  log "poweroff: false: staying up (the dead-man's switch still fires)"
+{% endif %}
   exit "$EXIT_CODE"
 }
 
 trap finalize EXIT
 trap 'MESSAGE="the runner received a signal"; exit 143' TERM INT HUP
-
-log "job $JOB_ID (profile $PROFILE) starts; deadline in $((DEADLINE - $(date +%s)))s"
+log "job $JOB_ID starts (run $RUN); deadline in $((DEADLINE - EPOCHSECONDS))s"
+[ -z "$STALE" ] || log "$STALE"

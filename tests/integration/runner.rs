@@ -44,8 +44,9 @@ impl Job {
         let app = root.join("app");
         fs::create_dir_all(&app).unwrap();
         fs::create_dir_all(root.join("efs")).unwrap();
-        for script in ["ok.sh", "fail.sh", "hang.sh"] {
-            fs::copy(fixtures().join("pipelines").join(script), app.join(script)).unwrap();
+        for script in fs::read_dir(fixtures().join("pipelines")).unwrap() {
+            let script = script.unwrap();
+            fs::copy(script.path(), app.join(script.file_name())).unwrap();
         }
         fs::write(app.join("requirements_gpu.txt"), "numpy==1.26.4\n").unwrap();
         fs::write(root.join("cloud-init-output.log"), "boot log\n").unwrap();
@@ -65,6 +66,7 @@ impl Job {
             "snippets.efs-mount.dns_wait_seconds=2".to_string(),
             "snippets.gpu-ready.wait_seconds=0".to_string(),
             format!("snippets.requirements.file={r}/app/requirements_gpu.txt"),
+            format!("snippets.requirements.cache_dir={r}/efs/bootforge/cache"),
             format!("snippets.pipeline.script={r}/app/ok.sh"),
             format!("snippets.pipeline.workdir={r}/app"),
             format!("snippets.shutdown-trap.cloud_init_log={r}/cloud-init-output.log"),
@@ -177,6 +179,13 @@ impl Finished {
             .collect()
     }
 
+    /// The `python -m pip` calls made in the job's virtual environment.
+    fn pip_calls(&self) -> Vec<String> {
+        let mut calls = self.calls("python");
+        calls.retain(|c| c.starts_with("python\t-m\tpip\t"));
+        calls
+    }
+
     /// What every run must show, whatever its outcome.
     fn assert_common(&self, outcome: &str, exit_code: i64) {
         let status = self.status_in(&self.local_dir());
@@ -255,6 +264,7 @@ fn succeeded() {
         "phase deps: start",
         "installing ",
         "Successfully installed stand-in-package-1.0",
+        "cached it in ",
         "GPU ready after 0s: NVIDIA L40S, driver 550.127.05",
         "JOB_ID=run-7",
         "no newline at the end",
@@ -289,7 +299,7 @@ fn succeeded() {
     assert!(mounts[0].starts_with(
         "mount\t-t\tnfs4\t-o\tnfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport\tfs-0fdfeb8ca8304e991.efs.us-east-2.amazonaws.com:/\t"
     ), "{mounts:?}");
-    assert!(done.calls("python3")[0].contains("-m\tpip\tinstall\t--no-input\t-r\t"));
+    assert!(done.pip_calls()[0].starts_with("python\t-m\tpip\tinstall\t-r\t"));
 }
 
 #[test]
@@ -319,7 +329,7 @@ fn timed_out_kills_a_pipeline_that_ignores_sigterm_within_the_grace() {
         log.contains("SIGTERM ignored"),
         "timeout sent SIGTERM first:\n{log}"
     );
-    assert!(log.contains("then SIGTERM, SIGKILL 2s later"), "{log}");
+    assert!(log.contains("for at most "), "{log}");
     // Budget 4 s from the runner's start, then 2 s to SIGKILL: about 6 s in all.
     assert!(done.took < Duration::from_secs(20), "took {:?}", done.took);
 }
@@ -341,7 +351,7 @@ fn mount_failed_is_bounded_and_reaches_the_console() {
         status["message"]
             .as_str()
             .unwrap()
-            .contains("did not resolve within 2s"),
+            .contains("did not resolve in 5s"),
         "{status}"
     );
     assert!(done.calls("mount").is_empty(), "no mount without DNS");
@@ -359,7 +369,7 @@ fn mount_retries_then_fails() {
         .run();
     done.assert_common("mount_failed", 1);
     assert_eq!(done.calls("mount").len(), 2, "one retry");
-    assert!(done.stdout.contains("retrying in 2s"), "{}", done.stdout);
+    assert!(done.stdout.contains("retrying in 5s"), "{}", done.stdout);
 }
 
 #[test]
@@ -404,7 +414,7 @@ fn no_requirements_file_skips_the_step() {
         "{}",
         done.log()
     );
-    assert!(done.calls("python3").is_empty());
+    assert!(done.pip_calls().is_empty(), "pip never ran");
 }
 
 #[test]
@@ -429,12 +439,9 @@ fn an_optional_gpu_lets_the_job_run() {
     done.assert_common("succeeded", 0);
 }
 
-#[test]
-fn the_dead_mans_switch_is_armed_with_timeout_plus_grace() {
-    if !have("sh") {
-        return;
-    }
-    let job = Job::new();
+/// Runs the payload's `bootcmd` (the dead-man's switch) as cloud-init would,
+/// with the stand-ins first on PATH; returns what it printed.
+fn bootcmd(job: &Job, instance_id: &str) -> String {
     let compiled = job.compile();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&compiled.cloud_config).unwrap();
     let argv: Vec<String> = doc["bootcmd"][0]
@@ -443,12 +450,7 @@ fn the_dead_mans_switch_is_armed_with_timeout_plus_grace() {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(argv[0], "sh");
-    assert_eq!(argv[1], "-c");
-    assert_eq!(
-        argv[5], "7800",
-        "120 minutes + 10 minutes of grace, in seconds"
-    );
+    assert_eq!(argv[..2], ["sh", "-c"], "values travel as arguments");
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .env(
@@ -460,54 +462,565 @@ fn the_dead_mans_switch_is_armed_with_timeout_plus_grace() {
             ),
         )
         .env("STANDIN_DIR", job.base.join("standin"))
+        .env("INSTANCE_ID", instance_id)
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.starts_with("bootforge: dead-man switch armed: power-off in 7800s via "),
-        "{said}"
-    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The delay of the last `systemd-run --on-active=…` the switch made.
+fn armed_delay(job: &Job) -> u64 {
     let calls = fs::read_to_string(job.base.join("standin/calls.log")).unwrap();
-    let armed = calls.lines().any(|l| {
-        l == "shutdown\t-P\t+130\tbootforge dead-man switch"
-            || l.starts_with("systemd-run\t--unit=bootforge-deadman\t--on-active=7800s\t")
-    });
-    assert!(armed, "{calls}");
-    let stamp = fs::read_to_string(job.root.join("state/boot-epoch")).unwrap();
-    assert!(
-        stamp.trim().parse::<u64>().is_ok(),
-        "the boot time is stamped: {stamp:?}"
+    let call = calls
+        .lines()
+        .rev()
+        .find(|l| l.contains("--unit=bootforge-deadman"))
+        .unwrap_or_else(|| panic!("no dead-man's timer armed:\n{calls}"));
+    for needed in [
+        "-q",
+        "--timer-property=DefaultDependencies=no",
+        "-p\tDefaultDependencies=no",
+        "/bin/systemctl\tpoweroff\t--force",
+    ] {
+        assert!(call.contains(needed), "{needed} missing: {call}");
+    }
+    call.split('\t')
+        .find_map(|a| a.strip_prefix("--on-active="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_dead_mans_switch_keeps_the_first_boots_deadline() {
+    if !have("sh") {
+        return;
+    }
+    let job = Job::new();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&job.compile().cloud_config).unwrap();
+    assert_eq!(
+        doc["bootcmd"][0][5], "7800",
+        "120 minutes + 10 minutes of grace, in seconds"
     );
     assert_eq!(
         doc["power_state"]["mode"], "poweroff",
         "the backstop is there"
     );
     assert_eq!(doc["runcmd"][0][0], "/usr/local/sbin/bootforge-job");
+
+    // First boot: the deadline is now + budget, the stamp this boot's.
+    let said = bootcmd(&job, "i-0123456789abcdef0");
+    assert_eq!(
+        said,
+        "bootforge: dead-man's switch armed: power-off in 7800s via systemd\n"
+    );
+    assert_eq!(armed_delay(&job), 7800);
+    let stamp = job.root.join("state/boot");
+    let fields: Vec<String> = fs::read_to_string(&stamp)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(fields[0], "i-0123456789abcdef0");
+    assert_eq!(fields[1], boot_id());
+    let started: u64 = fields[2].parse().unwrap();
+    assert!(started.abs_diff(now()) <= 2);
+    assert_eq!(fields[3].parse::<u64>().unwrap(), started + 7800);
+
+    // After a reboot 1000 s into the job: the same deadline, not a new budget.
+    let first = now() - 1000;
+    fs::write(
+        &stamp,
+        format!(
+            "i-0123456789abcdef0 an-earlier-boot {first} {}\n",
+            first + 7800
+        ),
+    )
+    .unwrap();
+    bootcmd(&job, "i-0123456789abcdef0");
+    assert!(
+        armed_delay(&job).abs_diff(6800) <= 2,
+        "{}",
+        armed_delay(&job)
+    );
+    let fields = fs::read_to_string(&stamp).unwrap();
+    assert!(
+        fields.starts_with(&format!("i-0123456789abcdef0 {} ", boot_id())),
+        "the stamp is this boot's: {fields}"
+    );
+    assert!(fields.trim_end().ends_with(&format!(" {}", first + 7800)));
+
+    // A stamp left by another instance (an AMI baked from one) is not ours.
+    fs::write(&stamp, format!("i-0baked {} 100 200\n", boot_id())).unwrap();
+    bootcmd(&job, "i-0123456789abcdef0");
+    assert_eq!(armed_delay(&job), 7800);
+
+    // A deadline already past powers off at once.
+    fs::write(&stamp, "i-0123456789abcdef0 an-earlier-boot 100 200\n").unwrap();
+    bootcmd(&job, "i-0123456789abcdef0");
+    assert_eq!(armed_delay(&job), 1);
 }
 
 #[test]
-fn the_budget_counts_from_boot() {
-    if !have("bash") {
+fn without_systemd_the_switch_is_a_detached_sleep() {
+    if !have("sh") {
         return;
     }
     let mut job = Job::new();
-    // Booted two hours ago: the budget is spent before the pipeline starts.
-    fs::create_dir_all(job.root.join("state")).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    // A systemd-run that fails, as on a host without systemd.
+    let bin = job.base.join("no-systemd");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("systemd-run"), "#!/bin/sh\nexit 1\n").unwrap();
     fs::write(
-        job.root.join("state/boot-epoch"),
-        format!("{}\n", now - 7200),
+        bin.join("sleep"),
+        "#!/bin/sh\nmkdir -p \"$STANDIN_DIR\"\necho \"sleep $*\" >>\"$STANDIN_DIR/sleeps\"\n",
     )
     .unwrap();
+    for tool in ["systemd-run", "sleep"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(bin.join(tool), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    job.env(
+        "PATH",
+        &format!(
+            "{}:{}:{}",
+            bin.display(),
+            fixtures().join("standins").display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
+    let compiled = job.compile();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&compiled.cloud_config).unwrap();
+    let argv: Vec<String> = doc["bootcmd"][0]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(&job.env)
+        .env("STANDIN_DIR", job.base.join("standin"))
+        .env("INSTANCE_ID", "i-0123456789abcdef0")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("via sleep\n"),
+        "{out:?}"
+    );
+    // The detached sleep ran, then the power-off (both stand-ins here).
+    let start = Instant::now();
+    while !job.base.join("standin/calls.log").exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no power-off");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        fs::read_to_string(job.base.join("standin/sleeps")).unwrap(),
+        "sleep 7800\n"
+    );
+    assert!(
+        fs::read_to_string(job.base.join("standin/calls.log"))
+            .unwrap()
+            .contains("poweroff\t-f")
+    );
+}
+
+/// Writes `STATE_DIR/boot` as the dead-man's switch would, for `started`.
+fn stamp(job: &Job, instance: &str, boot: &str, started: u64) {
+    fs::create_dir_all(job.root.join("state")).unwrap();
+    fs::write(
+        job.root.join("state/boot"),
+        format!("{instance} {boot} {started} {}\n", started + 7800),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_budget_counts_from_this_boots_stamp() {
+    if !have("bash") {
+        return;
+    }
+    // Booted two hours ago: the budget is spent before the pipeline starts.
+    let mut job = Job::new();
+    stamp(&job, "i-0123456789abcdef0", &boot_id(), now() - 7200);
     let done = job.run();
     done.assert_common("timed_out", 124);
     assert!(
         !done.job_dir().join("output/result.txt").exists(),
         "the pipeline never ran"
     );
+
+    // The same stamp from another boot, or another instance, is ignored.
+    for (instance, boot) in [
+        ("i-0123456789abcdef0", "an-earlier-boot".to_string()),
+        ("i-0baked", boot_id()),
+    ] {
+        let mut job = Job::new();
+        stamp(&job, instance, &boot, now() - 7200);
+        let done = job.run();
+        done.assert_common("succeeded", 0);
+        assert!(
+            done.log().contains("no stamp of this boot"),
+            "{}",
+            done.log()
+        );
+    }
+}
+
+#[test]
+fn a_leftover_process_neither_holds_the_runner_nor_survives() {
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new()
+        .script("leftover.sh")
+        .set("job.kill_after=3s")
+        .run();
+    done.assert_common("succeeded", 0);
+    assert!(done.took < Duration::from_secs(20), "took {:?}", done.took);
+    let pid = fs::read_to_string(done.job_dir().join("output/leftover.pid")).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the leftover process {} is still running",
+        pid.trim()
+    );
+    assert!(done.log().contains("ending what the pipeline left running"));
+    assert!(done.log().contains("pipeline leaves a process behind"));
+}
+
+#[test]
+fn an_earlier_runs_files_are_moved_aside_never_overwritten() {
+    if !have("bash") {
+        return;
+    }
+    let mut job = Job::new();
+    let dir = job.root.join("efs/bootforge/jobs/run-7");
+    fs::create_dir_all(dir.join("output")).unwrap();
+    fs::write(dir.join("run-id"), "i-0earlier some-boot\n").unwrap();
+    fs::write(
+        dir.join("status.json"),
+        r#"{"outcome": "failed", "instance_id": "i-0earlier"}"#,
+    )
+    .unwrap();
+    fs::write(dir.join("job.log"), "the earlier run's log\n").unwrap();
+    fs::write(dir.join("output/result.txt"), "earlier\n").unwrap();
+    fs::write(dir.join("claim.json"), "the launcher's claim\n").unwrap();
+    // Someone already keeps i-0earlier's files: nothing is overwritten.
+    fs::create_dir_all(dir.join("runs/i-0earlier")).unwrap();
+    fs::write(dir.join("runs/i-0earlier/status.json"), "older\n").unwrap();
+    let done = job.run();
+    done.assert_common("succeeded", 0);
+    let status = done.status();
+    assert_eq!(status["instance_id"], "i-0123456789abcdef0");
+    assert_eq!(status["boot_id"], boot_id());
+    let aside = dir.join("runs/i-0earlier.2");
+    assert_eq!(
+        fs::read_to_string(aside.join("status.json")).unwrap(),
+        r#"{"outcome": "failed", "instance_id": "i-0earlier"}"#
+    );
+    assert_eq!(
+        fs::read_to_string(aside.join("job.log")).unwrap(),
+        "the earlier run's log\n"
+    );
+    assert_eq!(
+        fs::read_to_string(aside.join("output/result.txt")).unwrap(),
+        "earlier\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("runs/i-0earlier/status.json")).unwrap(),
+        "older\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("claim.json")).unwrap(),
+        "the launcher's claim\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("output/result.txt")).unwrap(),
+        "run-7\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("run-id")).unwrap(),
+        format!("i-0123456789abcdef0 {}\n", boot_id())
+    );
+    assert!(
+        !done.log().contains("the earlier run's log"),
+        "{}",
+        done.log()
+    );
+}
+
+#[test]
+fn the_log_file_system_is_mounted_first_and_keeps_the_status() {
+    if !have("bash") {
+        return;
+    }
+    // The application's mount (listed first) fails; the recordings' works.
+    let mut job = Job::new();
+    let r = job.root.display().to_string();
+    job.set(format!(
+        "snippets.efs-mount.mounts=[{{fs_id: fs-0fdfeb8ca8304e991, path: /app, mount_point: {} }}, {{fs_id: fs-0fdfeb8ca8304e991, mount_point: {} }}]",
+        json(&format!("{r}/app")),
+        json(&format!("{r}/efs"))
+    ))
+    .set("snippets.efs-mount.attempts=1")
+    .env("STANDIN_MOUNT_FAIL", ":/app");
+    let done = job.run();
+    done.assert_common("mount_failed", 1);
+    let mounts = done.calls("mount");
+    assert!(
+        mounts[0].contains(":/\t"),
+        "the log's file system first: {mounts:?}"
+    );
+    let status = done.status();
+    assert_eq!(status["outcome"], "mount_failed");
+    assert!(
+        done.log()
+            .contains("could not mount fs-0fdfeb8ca8304e991:/app")
+    );
+}
+
+#[test]
+fn every_external_step_is_bounded_on_its_own() {
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new()
+        .env("STANDIN_MOUNT", "hang")
+        .set("snippets.efs-mount.attempts=2")
+        .set("snippets.efs-mount.attempt_timeout_seconds=5")
+        .run();
+    // Unbounded, one hung mount would hold the runner for an hour.
+    done.assert_common("mount_failed", 1);
+    assert_eq!(done.calls("mount").len(), 2);
+    assert!(done.took < Duration::from_secs(120), "took {:?}", done.took);
+
+    let done = Job::new()
+        .env("STANDIN_GPU", "hang")
+        .set("snippets.gpu-ready.wait_seconds=1")
+        .set("snippets.gpu-ready.call_timeout_seconds=2")
+        .run();
+    done.assert_common("gpu_missing", 1);
+    assert!(done.took < Duration::from_secs(120), "took {:?}", done.took);
+}
+
+#[test]
+fn an_efs_that_stops_answering_cannot_hold_the_finalizer() {
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new()
+        .script("freeze-efs.sh")
+        .set("snippets.shutdown-trap.finalize_seconds=10")
+        .run();
+    // The status still reaches the console and the local disk, and the
+    // power-off was scheduled before the EFS was touched.
+    done.assert_common("succeeded", 0);
+    assert!(done.took < Duration::from_secs(20), "took {:?}", done.took);
+    assert!(
+        done.stdout.contains("the EFS did not answer"),
+        "{}",
+        done.stdout
+    );
+    assert!(!done.job_dir().join("status.json").exists());
+    let calls = fs::read_to_string(done.base.join("standin/calls.log")).unwrap();
+    let armed = calls
+        .lines()
+        .position(|l| l.starts_with("systemd-run\t-q\t--unit=bootforge-finalize\t--on-active=10\t"))
+        .expect("the finalizer's power-off is armed");
+    let shutdown = calls
+        .lines()
+        .position(|l| l.starts_with("shutdown\t"))
+        .unwrap();
+    assert!(armed < shutdown);
+}
+
+#[test]
+fn tls_falls_back_to_nfs_with_a_warning_unless_refused() {
+    if !have("bash") {
+        return;
+    }
+    // No amazon-efs-utils and no dnf to install it.
+    let done = Job::new().run();
+    assert!(
+        done.log()
+            .contains("warning: mounting with plain NFS, without TLS: amazon-efs-utils is missing"),
+        "{}",
+        done.log()
+    );
+    let done = Job::new().set("snippets.efs-mount.efs_utils=always").run();
+    done.assert_common("mount_failed", 1);
+    assert!(done.calls("mount").is_empty());
+
+    // With efs-utils: TLS; when the TLS mount fails, NFS, with the reason.
+    let efs_utils = |job: &mut Job| {
+        let path = format!(
+            "{}:{}:{}",
+            fixtures().join("standins").display(),
+            fixtures().join("efs-utils").display(),
+            std::env::var("PATH").unwrap()
+        );
+        job.env("PATH", &path);
+    };
+    let mut job = Job::new();
+    efs_utils(&mut job);
+    let done = job.run();
+    done.assert_common("succeeded", 0);
+    assert!(
+        done.calls("mount")[0].starts_with("mount\t-t\tefs\t-o\ttls\tfs-0fdfeb8ca8304e991:/\t")
+    );
+    assert!(!done.log().contains("without TLS"));
+    let mut job = Job::new();
+    efs_utils(&mut job);
+    let done = job.env("STANDIN_MOUNT_FAIL", "tls").run();
+    done.assert_common("succeeded", 0);
+    assert!(
+        done.log().contains("without TLS: the TLS mount failed"),
+        "{}",
+        done.log()
+    );
+    assert!(done.calls("mount")[1].starts_with("mount\t-t\tnfs4\t"));
+}
+
+#[test]
+fn the_pipeline_gets_its_users_environment_and_its_requirements() {
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new().script("env.sh").run();
+    done.assert_common("succeeded", 0);
+    let env = fs::read_to_string(done.job_dir().join("output/env.txt")).unwrap();
+    let venv = done.root.join("state/venv").display().to_string();
+    for line in [
+        format!("VIRTUAL_ENV={venv}"),
+        format!("PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LANG=C.UTF-8".to_string(),
+        "JOB_ID=run-7".to_string(),
+        "HOME=/root".to_string(),
+        format!("LOG_FILE={}", done.job_dir().join("job.log").display()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "no {line} in:\n{env}");
+    }
+    assert!(
+        !env.contains("LC_ALL="),
+        "cloud-final's LC_ALL=C stays out:\n{env}"
+    );
+    assert!(
+        !env.contains("STANDIN_DIR="),
+        "nothing of the runner's environment leaks:\n{env}"
+    );
+    assert!(done.log().contains("appended by the pipeline"));
+    // pip ran with the environment's interpreter (`python`, made by `python3
+    // -m venv`), never with the one cloud-init runs on.
+    assert!(done.pip_calls()[0].starts_with("python\t-m\tpip\tinstall\t-r\t"));
+    assert!(!done.calls("python3").iter().any(|c| c.contains("\tpip\t")));
+    assert!(
+        done.calls("python3")
+            .iter()
+            .any(|c| c.starts_with("python3\t-m\tvenv\t"))
+    );
+}
+
+#[test]
+fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
+    if !have("bash") {
+        return;
+    }
+    let first = Job::new().run();
+    first.assert_common("succeeded", 0);
+    let cache = first.root.join("efs/bootforge/cache");
+    let tars: Vec<PathBuf> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    assert_eq!(tars.len(), 1, "{tars:?}");
+    assert!(tars[0].with_extension("sha256").is_file());
+    assert!(first.log().contains("cached it in"));
+
+    // The same requirements on a later job (at the same place): restored,
+    // pip never runs.
+    let mut again = Job::new();
+    again.set(format!(
+        "job.state_dir={}",
+        first.root.join("state").display()
+    ));
+    copy_dir(&cache, &again.root.join("efs/bootforge/cache"));
+    let done = again.run();
+    assert_eq!(done.status()["outcome"], "succeeded");
+    assert!(done.log().contains("restored "), "{}", done.log());
+    assert!(done.pip_calls().is_empty(), "pip ran again");
+
+    // A damaged copy is detected and rebuilt.
+    let mut damaged = Job::new();
+    damaged.set(format!(
+        "job.state_dir={}",
+        first.root.join("state").display()
+    ));
+    let copy = damaged.root.join("efs/bootforge/cache");
+    copy_dir(&cache, &copy);
+    let tar = copy.join(tars[0].file_name().unwrap());
+    let mut bytes = fs::read(&tar).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&tar, bytes).unwrap();
+    let done = damaged.run();
+    assert_eq!(done.status()["outcome"], "succeeded");
+    assert!(
+        done.log().contains("is damaged: rebuilding it"),
+        "{}",
+        done.log()
+    );
+    assert!(!done.pip_calls().is_empty(), "pip ran");
+    let rebuilt = sha256_hex(&fs::read(&tar).unwrap());
+    let recorded = fs::read_to_string(tar.with_extension("sha256")).unwrap();
+    assert!(recorded.starts_with(&rebuilt), "{recorded} vs {rebuilt}");
+
+    // Other requirements: another environment.
+    let mut other = Job::new();
+    copy_dir(&cache, &other.root.join("efs/bootforge/cache"));
+    fs::write(
+        other.root.join("app/requirements_gpu.txt"),
+        "torch==2.5.1\n",
+    )
+    .unwrap();
+    let done = other.run();
+    assert!(!done.log().contains("restored "));
+    assert_eq!(
+        fs::read_dir(other.root.join("efs/bootforge/cache"))
+            .unwrap()
+            .count(),
+        4
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 mod quoting {
