@@ -98,7 +98,7 @@ enum Command {
     /// Boot a profile's payload under real cloud-init in a container; `smoke image` builds that image.
     #[cfg(feature = "smoke")]
     #[command(
-        after_help = "Examples:\n  bootforge smoke image                     build the image (once per recipe; needs root, debootstrap, Docker)\n  bootforge smoke traffic-sign-gpu          every scenario\n  bootforge smoke traffic-sign-gpu --scenario hang --keep /tmp/boot\n\nScenarios: ok, fail, hang, no-requirements, bad-requirements, no-efs, no-gpu."
+        after_help = "Examples:\n  bootforge smoke image                     build the image (once per recipe; needs root, debootstrap, Docker)\n  bootforge smoke traffic-sign-gpu          every scenario\n  bootforge smoke traffic-sign-gpu --scenario hang --keep /tmp/boot\n  bootforge smoke traffic-sign-gpu --efs ~/recordings    your own pipeline and data as the EFS\n\nScenarios: ok, fail, hang, no-requirements, bad-requirements, no-efs, no-gpu, background-child, runner-killed, stale-run, log-fs-only, efs-hangs-at-finalize."
     )]
     Smoke {
         /// A profile, or `image` to build the smoke image.
@@ -111,6 +111,13 @@ enum Command {
         /// Keep each boot's files (EFS folder, records, logs) under DIR/SCENARIO.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+        /// Boot with DIR as the EFS: your own pipeline, requirements and data
+        /// (nothing but the job writes there); scenario `ok` unless told.
+        #[arg(long, value_name = "DIR")]
+        efs: Option<PathBuf>,
+        /// Give up on a boot after SECONDS (default: past the dead-man's switch).
+        #[arg(long, value_name = "SECONDS")]
+        boot_timeout: Option<u64>,
         /// `smoke image`: rebuild even when an image of the same recipe exists.
         #[arg(long)]
         force: bool,
@@ -440,6 +447,8 @@ fn execute(cli: Cli) -> Result<i32> {
             scenarios,
             sets,
             keep,
+            efs,
+            boot_timeout,
             force,
             json,
         } => {
@@ -456,7 +465,9 @@ fn execute(cli: Cli) -> Result<i32> {
                 return Ok(0);
             }
             let name = profile_name(&mut library, Some(profile))?;
-            let chosen: Vec<&smoke::Scenario> = if scenarios.is_empty() {
+            let chosen: Vec<&smoke::Scenario> = if scenarios.is_empty() && efs.is_some() {
+                vec![smoke::scenario("ok")?]
+            } else if scenarios.is_empty() {
                 smoke::SCENARIOS.iter().collect()
             } else {
                 scenarios
@@ -467,7 +478,8 @@ fn execute(cli: Cli) -> Result<i32> {
             let overrides = sets.parse()?;
             let options = smoke::Options {
                 keep: keep.clone(),
-                deadline: None,
+                deadline: boot_timeout.map(std::time::Duration::from_secs),
+                efs: efs.clone(),
             };
             let mut reports = Vec::new();
             for scenario in chosen {

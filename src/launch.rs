@@ -2,6 +2,8 @@
 //! order (cost-guarded), the tags, the idempotency token, the deadline; and
 //! the least-privilege IAM policy and the price report of a profile.
 
+use std::time::UNIX_EPOCH;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -88,50 +90,27 @@ pub fn client_token(
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T01:02:03Z`).
 pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(epoch))
+        .to_string()
 }
 
-/// Parses what [`rfc3339`] writes (and any `Z`-suffixed RFC 3339 time,
-/// fractions ignored) back to seconds since the epoch.
-pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.strip_suffix('Z')?;
-    let time = time.split('.').next()?;
-    let mut t = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days)
+/// An RFC 3339 UTC time (`Z`, fractions allowed) as seconds since the
+/// epoch, fractions included.
+pub fn parse_rfc3339_fraction(text: &str) -> Option<f64> {
+    humantime::parse_rfc3339(text.trim())
+        .ok()?
+        .duration_since(UNIX_EPOCH)
         .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + s)
+        .map(|d| d.as_secs_f64())
+}
+
+/// An RFC 3339 UTC time as whole seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    humantime::parse_rfc3339(text.trim())
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// Plans the launch of `compiled` at time `now` (seconds since the epoch).

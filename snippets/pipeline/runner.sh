@@ -33,7 +33,7 @@ if [ -d /run/systemd/system ]; then
 else
   how=session run=(setsid env -i "${env[@]}" "${AS[@]}" "${cmd[@]}")
 fi
-log "running $SCRIPT as $RUN_USER in $WORKDIR ($how) for at most ${left}s"
+log "running $SCRIPT as $RUN_USER ($how) for at most ${left}s"
 exec 3> >(stamp); sp=$!
 (cd "$WORKDIR" && exec "${run[@]}") </dev/null >&3 2>&3 &
 pid=$!; exec 3>&-

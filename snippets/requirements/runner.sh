@@ -37,7 +37,7 @@ else
     else
       {# Written aside, then renamed: a partial copy is never taken for a whole one. #}
       if mkdir -p "$CACHE" && (cd "$CACHE" && timeout 600 tar -C "$VENV" -cf "$k.$$" . && h=$(sha256sum <"$k.$$") &&
-        echo "${h%% *}  $k.tar" >"$k.sha256" && mv "$k.$$" "$k.tar") && own "$CACHE" "$tar"; then
+        echo "${h%% *}  $k.tar" >"$k.sha256" && mv "$k.$$" "$k.tar") && own "$CACHE" "$CACHE/$k".*; then
         log "cached it in $tar"
       else
         log "warning: could not cache it in $CACHE"

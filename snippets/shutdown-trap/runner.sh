@@ -1,5 +1,5 @@
 #!/bin/bash
-# bootforge job runner, profile {{ profile.name }} (generated: edit the profile)
+# bootforge job runner (generated from profile {{ profile.name }})
 {#
   Phases run in order; every exit goes through finalize (the EXIT trap).
   Comments in these braces stay out of the payload: every byte of it counts
@@ -47,7 +47,7 @@ while 1:
   except OSError:pass
  if not d:break'
 stamp() { python3 -c "$STAMP" "$LOG_FILE"; }
-log() { printf '%(%FT%TZ)T bootforge[%s] %s\n' -1 "$JOB_ID" "$*" | tee -a "$LOG_FILE" 2>/dev/null; }
+log() { printf '%(%FT%TZ)T bootforge[%s] %s\n' -1 "$JOB_ID" "$*" | timeout 5 tee -a "$LOG_FILE" 2>/dev/null; }
 own() { chown "$RUN_USER:" "$@"; }
 {# gone PID SECONDS: whether PID (or -PGID) ends within SECONDS. #}
 gone() { for ((n = $2 * 10; n > 0; n--)); do kill -0 -- "$1" 2>/dev/null || return 0; sleep .1; done; return 1; }
@@ -95,7 +95,7 @@ ensure_logs() {
     [ $# = 0 ] || { mkdir -p "$to" && mv -- "$@" "$to" && own "$JOB_DIR/runs" "$to" && log "an earlier run's files are in $to"; }
   fi
   if echo "$RUN" >"$JOB_DIR/run-id" && cat "$LOG_FILE" >>"$JOB_DIR/job.log"; then
-    own "$JOB_DIR" "$JOB_DIR/job.log" "$JOB_DIR/run-id"
+    own "${JOB_DIR%/*}" "$JOB_DIR" "$JOB_DIR/job.log" "$JOB_DIR/run-id"
     LOG_FILE=$JOB_DIR/job.log LOGS_READY=1
     log "logs go to $JOB_DIR"
   else
@@ -129,11 +129,10 @@ finalize() {
       sync "$JOB_DIR/status.json" "$efs") 2>/dev/null &
     gone $! $((FINAL_S / 2)) || {
       pkill -9 -P $!; kill -9 $!
-      log "warning: the EFS did not answer; the status is in $LOCAL_DIR"
+      log "warning: the EFS did not answer"
     }
   fi
 {% if poweroff %}
-  log "shutting down"
   shutdown -h now "bootforge: job $JOB_ID $OUTCOME"
 {% else %}
   log "poweroff: false: staying up (the dead-man's switch still fires)"

@@ -276,7 +276,10 @@ fn succeeded() {
     let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ").unwrap();
     assert!(log.lines().all(|l| stamp.is_match(l)), "{log}");
     assert!(
-        log.lines().next().unwrap().contains("starts; deadline in"),
+        log.lines().next().unwrap().contains(&format!(
+            "job run-7 starts (run i-0123456789abcdef0 {}); deadline in ",
+            boot_id()
+        )),
         "{log}"
     );
     assert_eq!(
