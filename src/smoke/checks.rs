@@ -290,9 +290,9 @@ pub fn inspect(
     let trap_at = trap_calls.first().map(|c| c.at);
     if scenario.pipeline == "background-child" {
         let beat: Option<f64> = read(&folders.records.join("leftover-beat"))
-            .trim()
-            .parse()
-            .ok();
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .last();
         check(
             "the leftover process ended with the job",
             beat.zip(trap_at).is_some_and(|(b, t)| b < t),
