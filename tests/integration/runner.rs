@@ -1060,3 +1060,43 @@ mod quoting {
         }
     }
 }
+
+/// A figure, not a check (run it with `cargo test -- --ignored
+/// output_throughput`): how long a pipeline writing 100 MB is held up by
+/// its output going through the runner (timestamps, the EFS log, the
+/// console), against the same pipeline writing to a file.
+#[test]
+#[ignore]
+fn output_throughput() {
+    let mb = 100;
+    let mut job = Job::new();
+    job.script("chatty.sh")
+        .set(format!("snippets.pipeline.env={{CHATTY_MB: \"{mb}\"}}"));
+    let done = job.run();
+    done.assert_common("succeeded", 0);
+    let through: f64 = fs::read_to_string(done.job_dir().join("output/elapsed"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let log = fs::metadata(done.job_dir().join("job.log")).unwrap().len();
+    let direct = done.base.join("direct");
+    fs::create_dir_all(&direct).unwrap();
+    let out = Command::new("bash")
+        .arg(fixtures().join("pipelines/chatty.sh"))
+        .env("CHATTY_MB", mb.to_string())
+        .env("OUTPUT_DIR", &direct)
+        .stdout(fs::File::create(direct.join("out.log")).unwrap())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let to_file: f64 = fs::read_to_string(direct.join("elapsed"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "{mb} MB: {through:.2}s through the runner (log {} MB), {to_file:.2}s to a file",
+        log / 1_000_000
+    );
+}
