@@ -291,8 +291,8 @@ pub fn inspect(
     if scenario.pipeline == "background-child" {
         let beat: Option<f64> = read(&folders.records.join("leftover-beat"))
             .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .last();
+            .rev()
+            .find_map(|l| l.trim().parse().ok());
         check(
             "the leftover process ended with the job",
             beat.zip(trap_at).is_some_and(|(b, t)| b < t),
