@@ -15,10 +15,10 @@ use crate::proxy::{Faults, Proxy};
 use crate::{Run, Test, contains, root};
 
 /// A moto_server of this test's own, killed when the test ends.
-struct Moto {
+pub struct Moto {
     child: Child,
-    url: String,
-    address: String,
+    pub url: String,
+    pub address: String,
 }
 
 impl Moto {
@@ -70,31 +70,38 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// An emulated account: a VPC with two subnets, a security group, the key
 /// pair, and an AMI moto knows.
-struct World {
-    moto: Moto,
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    subnets: [String; 2],
-    sg: String,
-    ami: String,
-    logs: tempfile::TempDir,
+pub struct World {
+    pub moto: Moto,
+    pub rt: tokio::runtime::Runtime,
+    pub client: Client,
+    pub subnets: [String; 2],
+    pub sg: String,
+    pub ami: String,
+    pub logs: tempfile::TempDir,
+}
+
+/// An SDK client for `endpoint` (moto, or the double in front of it) that
+/// tries each call once: the tests see EC2's answers as they are.
+pub fn client_for(rt: &tokio::runtime::Runtime, endpoint: &str) -> Client {
+    rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-2"))
+            .endpoint_url(endpoint)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await;
+        Client::new(&config)
+    })
 }
 
 impl World {
-    fn new() -> Option<World> {
+    pub fn new() -> Option<World> {
         let moto = Moto::start()?;
         let rt = runtime();
-        let client = rt.block_on(async {
-            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-2"))
-                .endpoint_url(&moto.url)
-                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                    "test", "test", None, None, "test",
-                ))
-                .load()
-                .await;
-            Client::new(&config)
-        });
+        let client = client_for(&rt, &moto.url);
         let (subnets, sg, ami) = rt.block_on(async {
             let vpc = client
                 .create_vpc()

@@ -3,6 +3,8 @@
 
 mod cli;
 mod compile;
+#[cfg(feature = "aws")]
+mod ec2_double;
 mod fuzz;
 mod golden;
 #[cfg(feature = "aws")]

@@ -1,38 +1,80 @@
-//! A fault-injecting HTTP proxy between the launcher and the EC2 emulator,
-//! for what moto does not do: capacity errors, throttling, connections
-//! dropped after the request reached EC2, and ClientToken idempotency.
+//! An EC2 double: an HTTP proxy in front of the moto emulator that adds what
+//! EC2 documents and moto does not do, so that no launcher test passes
+//! because its world is kinder than EC2's.
+//!
+//! - ClientToken ("Ensuring idempotency in Amazon EC2 API requests"): the
+//!   same token with the same request gives the same reservation, also while
+//!   the first call is in flight; the same token with any other parameter
+//!   changed gives `IdempotentParameterMismatch`, also after an attempt that
+//!   failed (the token is remembered); a token whose instance has terminated
+//!   gives `IdempotentInstanceTerminated`. `no_token_protection` turns all of
+//!   it off (moto's own behaviour: every call launches).
+//! - Eventual consistency ("Eventual consistency in the Amazon EC2 API"): for
+//!   `hide_for` after RunInstances, the new instance is unknown to calls that
+//!   name it (`InvalidInstanceID.NotFound`) and absent from filtered
+//!   DescribeInstances answers.
+//! - Failures: capacity (`InsufficientInstanceCapacity`, HTTP 500 as EC2
+//!   sends it), quotas (`VcpuLimitExceeded`, `InstanceLimitExceeded`),
+//!   throttling, connections dropped after the request reached EC2, denied
+//!   dry runs; instances ended with a `StateReason` of EC2's own (spot
+//!   interruption, capacity at launch); a console output per instance.
+//! - Every call is counted with its time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// What the proxy does to the traffic.
+/// What the double does besides forwarding.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     /// RunInstances for these (instance type, subnet) answer InsufficientInstanceCapacity.
     pub no_capacity: Vec<(String, String)>,
+    /// The first N RunInstances (not dry runs) answer InsufficientInstanceCapacity.
+    pub capacity_first: usize,
+    /// Spot requests answer InsufficientInstanceCapacity.
+    pub no_spot: bool,
+    /// RunInstances answers this quota error (`VcpuLimitExceeded`…).
+    pub quota: Option<&'static str>,
     /// The first N requests answer RequestLimitExceeded.
     pub throttle: usize,
-    /// The first N RunInstances are forwarded, then the connection is closed
+    /// The first N RunInstances reach EC2, then the connection is closed
     /// without an answer.
     pub drop_after_run: usize,
     /// Dry runs answer UnauthorizedOperation.
     pub deny_dry_run: bool,
-    /// Spot requests answer InsufficientInstanceCapacity.
-    pub no_spot: bool,
+    /// New instances are invisible this long after RunInstances.
+    pub hide_for: Duration,
+    /// RunInstances takes at least this long (calls overlap in flight).
+    pub run_delay: Duration,
+    /// No ClientToken semantics at all: every RunInstances launches.
+    pub no_token_protection: bool,
+}
+
+/// What EC2 remembers of a ClientToken.
+#[derive(Default)]
+struct Token {
+    /// The request it was first used with (every parameter but the token).
+    request: Option<String>,
+    /// The successful answer, and its instance.
+    answer: Option<(Vec<u8>, String)>,
 }
 
 #[derive(Default)]
 struct State {
     faults: Faults,
-    /// Every request's Action, with RunInstances' type and subnet.
-    seen: Vec<String>,
-    /// ClientToken → the answer EC2 gave to it (once there is one).
-    tokens: HashMap<String, Arc<Mutex<Option<Vec<u8>>>>>,
+    /// Every request: when, and its Action (RunInstances with type, subnet, market).
+    seen: Vec<(Instant, String)>,
+    tokens: HashMap<String, Arc<Mutex<Token>>>,
+    /// Instance id → when RunInstances created it.
+    created: HashMap<String, Instant>,
+    /// Instance id → the StateReason EC2 gave it (code, message).
+    reasons: HashMap<String, (String, String)>,
+    /// Instance id → its console output.
+    consoles: HashMap<String, String>,
 }
 
 pub struct Proxy {
@@ -40,10 +82,11 @@ pub struct Proxy {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     port: u16,
+    upstream: String,
 }
 
 impl Proxy {
-    /// A proxy on a free loopback port forwarding to `upstream` (`host:port`).
+    /// A double on a free loopback port in front of `upstream` (`host:port`).
     pub fn start(upstream: &str, faults: Faults) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -68,17 +111,62 @@ impl Proxy {
             state,
             stop,
             port,
+            upstream: upstream.to_string(),
         }
     }
 
-    /// The RunInstances calls the launcher made, in order.
+    /// The RunInstances calls made, in order (dry runs marked).
     pub fn run_instances(&self) -> Vec<String> {
         let s = self.state.lock().unwrap();
         s.seen
             .iter()
-            .filter(|a| a.starts_with("RunInstances"))
-            .cloned()
+            .filter(|(_, a)| a.starts_with("RunInstances"))
+            .map(|(_, a)| a.clone())
             .collect()
+    }
+
+    /// How many calls of `action` were made.
+    pub fn count(&self, action: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.seen
+            .iter()
+            .filter(|(_, a)| a.split(' ').next() == Some(action))
+            .count()
+    }
+
+    /// Changes the faults from now on.
+    pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.state.lock().unwrap().faults);
+    }
+
+    /// Ends `instance` as EC2 would for `code` (`Server.SpotInstanceTermination`,
+    /// `Server.InsufficientInstanceCapacity`…): terminated, with that reason.
+    pub fn end(&self, instance: &str, code: &str, message: &str) {
+        let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={instance}");
+        let request = Request {
+            head: format!(
+                "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-2/ec2/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n",
+                self.upstream,
+                body.len()
+            ),
+            body: body.into_bytes(),
+        };
+        let answer = forward(&self.upstream, &request).expect("moto answers");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+        self.state
+            .lock()
+            .unwrap()
+            .reasons
+            .insert(instance.to_string(), (code.to_string(), message.to_string()));
+    }
+
+    /// What GetConsoleOutput answers for `instance`.
+    pub fn set_console(&self, instance: &str, text: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .consoles
+            .insert(instance.to_string(), text.to_string());
     }
 }
 
@@ -140,7 +228,8 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn params(body: &[u8]) -> HashMap<String, String> {
+/// The form parameters, ordered (so that a request has one canonical text).
+fn params(body: &[u8]) -> BTreeMap<String, String> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -150,7 +239,7 @@ fn params(body: &[u8]) -> HashMap<String, String> {
 
 fn error(status: &str, code: &str, message: &str) -> Vec<u8> {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>bootforge-proxy</RequestID></Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>bootforge-double</RequestID></Response>"
     );
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
@@ -159,8 +248,16 @@ fn error(status: &str, code: &str, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Sends `request` to `upstream` on a connection of its own and returns the
-/// whole answer, rewritten to keep the client's connection open.
+/// whole answer, re-framed to keep the client's connection open.
 fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     let mut up = TcpStream::connect(upstream).ok()?;
     up.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
@@ -175,7 +272,6 @@ fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     up.write_all(&request.body).ok()?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer).ok()?;
-    // Re-frame: the client keeps its connection; give it an exact length.
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let (head, body) = answer.split_at(split);
     let head = String::from_utf8_lossy(head);
@@ -196,104 +292,304 @@ fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// The answer's body as text (after the head).
+fn body_of(answer: &[u8]) -> String {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| p + 4);
+    String::from_utf8_lossy(&answer[split..]).into_owned()
+}
+
+/// The text between `<tag>` and `</tag>`, first occurrence.
+fn between<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{tag}>"))? + start;
+    Some(&text[start..end])
+}
+
+/// The top-level `<item>`s of `<reservationSet>`: (start, end) byte ranges.
+fn reservations(xml: &str) -> Vec<(usize, usize)> {
+    let Some(set) = xml.find("<reservationSet>") else {
+        return Vec::new();
+    };
+    let mut at = set + "<reservationSet>".len();
+    let mut found = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    while let Some(next) = xml[at..].find('<') {
+        let pos = at + next;
+        let rest = &xml[pos..];
+        if rest.starts_with("<item>") {
+            if depth == 0 {
+                start = pos;
+            }
+            depth += 1;
+            at = pos + "<item>".len();
+        } else if rest.starts_with("</item>") {
+            depth -= 1;
+            at = pos + "</item>".len();
+            if depth == 0 {
+                found.push((start, at));
+            }
+        } else if rest.starts_with("</reservationSet>") && depth == 0 {
+            break;
+        } else {
+            at = pos + 1;
+        }
+    }
+    found
+}
+
+/// DescribeInstances as EC2 answers it: the hidden instances left out, the
+/// StateReasons EC2 gave.
+fn rewrite_describe(
+    xml: &str,
+    hidden: &[String],
+    reasons: &HashMap<String, (String, String)>,
+) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut last = 0;
+    for (start, end) in reservations(xml) {
+        let item = &xml[start..end];
+        let id = between(item, "instanceId").unwrap_or_default().to_string();
+        out.push_str(&xml[last..start]);
+        last = end;
+        if hidden.contains(&id) {
+            continue;
+        }
+        match reasons.get(&id) {
+            Some((code, message)) => {
+                let reason = format!(
+                    "<stateReason><code>{code}</code><message>{message}</message></stateReason>"
+                );
+                let item = match (item.find("<stateReason>"), item.find("</stateReason>")) {
+                    (Some(a), Some(b)) => format!(
+                        "{}{reason}{}",
+                        &item[..a],
+                        &item[b + "</stateReason>".len()..]
+                    ),
+                    _ => item.replacen("<instanceId>", &format!("{reason}<instanceId>"), 1),
+                };
+                out.push_str(&item);
+            }
+            None => out.push_str(item),
+        }
+    }
+    out.push_str(&xml[last..]);
+    out
+}
+
+/// Whether moto says `instance` is terminated.
+fn terminated(upstream: &str, head: &str, instance: &str) -> bool {
+    let body = format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={instance}");
+    let head: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:") && !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let request = Request {
+        head: format!("{head}Content-Length: {}\r\n\r\n", body.len()),
+        body: body.into_bytes(),
+    };
+    forward(upstream, &request)
+        .map(|a| body_of(&a))
+        .and_then(|b| between(&b, "instanceState").map(|s| s.contains("terminated")))
+        .unwrap_or(false)
+}
+
 fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_request(&mut reader) {
-        let p = params(&request.body);
-        let action = p.get("Action").cloned().unwrap_or_default();
-        let run = action == "RunInstances";
-        let dry = p.get("DryRun").is_some_and(|v| v == "true");
-        let (itype, subnet) = (
-            p.get("InstanceType").cloned().unwrap_or_default(),
-            p.get("SubnetId").cloned().unwrap_or_default(),
-        );
-
-        let (throttled, no_capacity, denied, token) = {
-            let mut s = state.lock().unwrap();
-            let spot = p
-                .get("InstanceMarketOptions.MarketType")
-                .is_some_and(|m| m == "spot");
-            s.seen.push(if run {
-                format!(
-                    "{action} {itype} {subnet}{}{}",
-                    if spot { " spot" } else { "" },
-                    if dry { " dry-run" } else { "" }
-                )
-            } else {
-                action.clone()
-            });
-            let throttled = s.faults.throttle > 0;
-            if throttled {
-                s.faults.throttle -= 1;
-            }
-            let no_capacity = run
-                && (s
-                    .faults
-                    .no_capacity
-                    .iter()
-                    .any(|(t, n)| *t == itype && *n == subnet)
-                    || (spot && s.faults.no_spot));
-            let denied = run && dry && s.faults.deny_dry_run;
-            let token = (run && !dry)
-                .then(|| p.get("ClientToken").cloned())
-                .flatten()
-                .map(|t| s.tokens.entry(t).or_default().clone());
-            (throttled, no_capacity, denied, token)
-        };
-
-        let answer = if throttled {
-            error(
-                "503 Service Unavailable",
-                "RequestLimitExceeded",
-                "Request limit exceeded.",
-            )
-        } else if denied {
-            error(
-                "403 Forbidden",
-                "UnauthorizedOperation",
-                "You are not authorized to perform this operation. User: arn:aws:sts::222634388391:assumed-role/celery/i-0 is not authorized to perform: ec2:RunInstances",
-            )
-        } else if no_capacity {
-            error(
-                "500 Internal Server Error",
-                "InsufficientInstanceCapacity",
-                &format!(
-                    "We currently do not have sufficient {itype} capacity in the Availability Zone you requested."
-                ),
-            )
-        } else if let Some(slot) = token {
-            // One launch per token, as EC2 documents: the same token gets the
-            // same answer, and simultaneous ones wait for the first.
-            let mut cached = slot.lock().unwrap();
-            let answer = match cached.as_ref() {
-                Some(answer) => answer.clone(),
-                None => {
-                    let Some(answer) = forward(upstream, &request) else {
-                        return;
-                    };
-                    if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
-                        *cached = Some(answer.clone());
-                    }
-                    answer
-                }
-            };
-            drop(cached);
-            let mut s = state.lock().unwrap();
-            if s.faults.drop_after_run > 0 {
-                s.faults.drop_after_run -= 1;
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
-            answer
-        } else {
-            let Some(answer) = forward(upstream, &request) else {
-                return;
-            };
-            answer
+        let Some(answer) = answer(&request, upstream, state, &mut writer) else {
+            return;
         };
         if writer.write_all(&answer).is_err() {
             return;
         }
     }
+}
+
+/// What EC2 would answer to `request`; `None` when the connection is to be
+/// dropped.
+fn answer(
+    request: &Request,
+    upstream: &str,
+    state: &Mutex<State>,
+    writer: &mut TcpStream,
+) -> Option<Vec<u8>> {
+    let p = params(&request.body);
+    let action = p.get("Action").cloned().unwrap_or_default();
+    let run = action == "RunInstances";
+    let dry = p.get("DryRun").is_some_and(|v| v == "true");
+    let spot = p
+        .get("InstanceMarketOptions.MarketType")
+        .is_some_and(|m| m == "spot");
+    let (itype, subnet) = (
+        p.get("InstanceType").cloned().unwrap_or_default(),
+        p.get("SubnetId").cloned().unwrap_or_default(),
+    );
+    let named: Vec<String> = p
+        .iter()
+        .filter(|(k, _)| *k == "InstanceId" || k.starts_with("InstanceId."))
+        .map(|(_, v)| v.clone())
+        .collect();
+
+    let mut s = state.lock().unwrap();
+    s.seen.push((
+        Instant::now(),
+        if run {
+            format!(
+                "{action} {itype} {subnet}{}{}",
+                if spot { " spot" } else { "" },
+                if dry { " dry-run" } else { "" }
+            )
+        } else {
+            action.clone()
+        },
+    ));
+    if s.faults.throttle > 0 {
+        s.faults.throttle -= 1;
+        return Some(error(
+            "503 Service Unavailable",
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+        ));
+    }
+    let hide_for = s.faults.hide_for;
+    let hidden: Vec<String> = s
+        .created
+        .iter()
+        .filter(|(_, at)| at.elapsed() < hide_for)
+        .map(|(id, _)| id.clone())
+        .collect();
+    if let Some(id) = named.iter().find(|id| hidden.contains(id)) {
+        return Some(error(
+            "400 Bad Request",
+            "InvalidInstanceID.NotFound",
+            &format!("The instance ID '{id}' does not exist"),
+        ));
+    }
+    match action.as_str() {
+        "DescribeInstances" => {
+            let reasons = s.reasons.clone();
+            drop(s);
+            let answer = forward(upstream, request)?;
+            if !answer.starts_with(b"HTTP/1.1 200") {
+                return Some(answer);
+            }
+            return Some(ok(&rewrite_describe(&body_of(&answer), &hidden, &reasons)));
+        }
+        "GetConsoleOutput" => {
+            let id = named.first().cloned().unwrap_or_default();
+            let text = s.consoles.get(&id).cloned().unwrap_or_default();
+            use base64::Engine as _;
+            let output = base64::engine::general_purpose::STANDARD.encode(text);
+            return Some(ok(&format!(
+                "<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>bootforge-double</requestId><instanceId>{id}</instanceId><timestamp>2026-01-01T00:00:00.000Z</timestamp><output>{output}</output></GetConsoleOutputResponse>"
+            )));
+        }
+        "RunInstances" => {}
+        _ => {
+            drop(s);
+            return forward(upstream, request);
+        }
+    }
+
+    // RunInstances.
+    if dry {
+        let denied = s.faults.deny_dry_run;
+        drop(s);
+        return Some(if denied {
+            error(
+                "403 Forbidden",
+                "UnauthorizedOperation",
+                "You are not authorized to perform this operation. User: arn:aws:sts::222634388391:assumed-role/celery/i-0 is not authorized to perform: ec2:RunInstances",
+            )
+        } else {
+            forward(upstream, request)?
+        });
+    }
+    let token = p.get("ClientToken").cloned().filter(|_| !s.faults.no_token_protection);
+    let slot = token
+        .as_ref()
+        .map(|t| s.tokens.entry(t.clone()).or_default().clone());
+    let run_delay = s.faults.run_delay;
+    drop(s);
+    // One call per token at a time: a second one waits for the first's answer.
+    let mut slot_guard = slot.as_ref().map(|slot| slot.lock().unwrap());
+    if let Some(t) = slot_guard.as_mut() {
+        let canonical: String = p
+            .iter()
+            .filter(|(k, _)| k.as_str() != "ClientToken")
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        if t.request.as_ref().is_some_and(|r| *r != canonical) {
+            return Some(error(
+                "400 Bad Request",
+                "IdempotentParameterMismatch",
+                "The client token you have provided is associated with a resource that is already deleted or with a request whose parameters differ. Use a different client token.",
+            ));
+        }
+        t.request = Some(canonical);
+        if let Some((answer, instance)) = &t.answer {
+            let head = request.head.clone();
+            return Some(if terminated(upstream, &head, instance) {
+                error(
+                    "400 Bad Request",
+                    "IdempotentInstanceTerminated",
+                    "The client token you have provided is associated with an instance that is already terminated.",
+                )
+            } else {
+                answer.clone()
+            });
+        }
+    }
+    let mut s = state.lock().unwrap();
+    let no_capacity = s
+        .faults
+        .no_capacity
+        .iter()
+        .any(|(t, n)| *t == itype && *n == subnet)
+        || (spot && s.faults.no_spot)
+        || s.faults.capacity_first > 0;
+    if s.faults.capacity_first > 0 {
+        s.faults.capacity_first -= 1;
+    }
+    if no_capacity {
+        return Some(error(
+            "500 Internal Server Error",
+            "InsufficientInstanceCapacity",
+            &format!(
+                "We currently do not have sufficient {itype} capacity in the Availability Zone you requested."
+            ),
+        ));
+    }
+    if let Some(code) = s.faults.quota {
+        return Some(error(
+            "400 Bad Request",
+            code,
+            "You have requested more vCPU capacity than your current vCPU limit allows for the instance bucket that the specified instance type belongs to.",
+        ));
+    }
+    drop(s);
+    thread::sleep(run_delay);
+    let answer = forward(upstream, request)?;
+    let body = body_of(&answer);
+    let mut s = state.lock().unwrap();
+    if answer.starts_with(b"HTTP/1.1 200")
+        && let Some(id) = between(&body, "instanceId")
+    {
+        s.created.insert(id.to_string(), Instant::now());
+        if let Some(t) = slot_guard.as_mut() {
+            t.answer = Some((answer.clone(), id.to_string()));
+        }
+    }
+    if s.faults.drop_after_run > 0 {
+        s.faults.drop_after_run -= 1;
+        let _ = writer.shutdown(Shutdown::Both);
+        return None;
+    }
+    Some(answer)
 }
