@@ -85,6 +85,18 @@ pub fn lookup(name: &str) -> Option<&'static InstanceType> {
     CATALOG.iter().find(|t| t.name == name)
 }
 
+/// What `seconds` of an instance at `price_per_hour` cost, in dollars: the
+/// one place a job's cost is computed.
+///
+/// ```
+/// // 120 minutes of timeout and 10 of grace on a g6e.xlarge.
+/// let cost = bootforge::catalog::job_cost(1.861, 130 * 60);
+/// assert!((cost - 4.032).abs() < 0.001);
+/// ```
+pub fn job_cost(price_per_hour: f64, seconds: u64) -> f64 {
+    price_per_hour * seconds as f64 / 3600.0
+}
+
 /// GPU models ranked by what a job can expect of them (later is more).
 const GPU_RANK: &[&str] = &["T4", "V100", "A10G", "L4", "L40S", "A100", "H100"];
 

@@ -127,7 +127,7 @@ enum Command {
     /// Start a job's instance with the compiled payload; `--wait` follows it to the end.
     #[cfg(feature = "aws")]
     #[command(
-        after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n\nExit codes with --wait: 0 the job succeeded, 1 it did not, 3 it wrote no status."
+        after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --rerun     a new run of a finished job\n\nOne job, one instance: a launch of a job that has an instance attaches to it; of a finished job, reports its outcome.\nExit codes: 0 the job succeeded (or, without --wait, its instance runs), 1 it ended otherwise, 2 usage, environment or AWS error (worth a retry), 3 it wrote no status, 4 its instance was interrupted (spot), 5 its instance failed to launch, 75 the account's quota is reached (try later)."
     )]
     Launch {
         profile: String,
@@ -142,9 +142,20 @@ enum Command {
         /// With --wait: print the job's log from the EFS as it grows.
         #[arg(long, requires = "wait")]
         follow: bool,
-        /// Seconds between two looks at the instance.
-        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+        /// Start a new run of a job whose last run has ended.
+        #[arg(long)]
+        rerun: bool,
+        /// Seconds between two looks at the job's status file and log.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
         poll: f64,
+        /// Seconds between two looks at EC2 while waiting (a hundred waiters
+        /// at 30 s make 3.3 calls a second, under EC2's rate for the account).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        ec2_poll: f64,
+        /// Seconds to look for the status after the instance terminated (an
+        /// NFS client may show a new file late).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        status_grace: f64,
         #[arg(long)]
         json: bool,
     },
@@ -505,12 +516,27 @@ fn execute(cli: Cli) -> Result<i32> {
             dry_run,
             wait,
             follow,
+            rerun,
             poll,
+            ec2_poll,
+            status_grace,
             json,
         } => {
             let name = profile_name(&mut library, Some(profile))?;
             let compiled = compile(&library, &name, &sets.parse()?)?;
-            aws::launch(&compiled, *dry_run, *wait, *follow, *poll, *json)
+            aws::launch(
+                &compiled,
+                &aws::LaunchArgs {
+                    dry_run: *dry_run,
+                    wait: *wait,
+                    follow: *follow,
+                    rerun: *rerun,
+                    poll: *poll,
+                    ec2_poll: *ec2_poll,
+                    status_grace: *status_grace,
+                    json: *json,
+                },
+            )
         }
         #[cfg(feature = "aws")]
         Command::Ps { region, json } => {
@@ -709,22 +735,55 @@ mod aws {
         }
     }
 
-    pub fn launch(
-        compiled: &Compiled,
-        dry_run: bool,
-        wait: bool,
-        follow: bool,
-        poll: f64,
-        json: bool,
-    ) -> Result<i32> {
-        let plan = crate::launch::plan(compiled, operate::now())?;
-        for skipped in &plan.skipped {
-            eprintln!("not using {skipped}");
-        }
-        let poll = Duration::from_secs_f64(poll.max(0.05));
+    /// What `launch` was asked.
+    pub struct LaunchArgs {
+        pub dry_run: bool,
+        pub wait: bool,
+        pub follow: bool,
+        pub rerun: bool,
+        pub poll: f64,
+        pub ec2_poll: f64,
+        pub status_grace: f64,
+        pub json: bool,
+    }
+
+    /// Where this host keeps the claims of jobs whose directory it does not
+    /// see (no shared EFS).
+    fn local_claims() -> std::path::PathBuf {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("bootforge/claims")
+    }
+
+    pub fn launch(compiled: &Compiled, args: &LaunchArgs) -> Result<i32> {
+        let job = &compiled.profile.profile.job;
+        let host_dir =
+            std::path::PathBuf::from(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
+        let seconds = |s: f64| Duration::from_secs_f64(s.max(0.05));
+        let intervals = operate::Intervals {
+            status: seconds(args.poll),
+            ec2: seconds(args.ec2_poll),
+            status_grace: Duration::from_secs_f64(args.status_grace.max(0.0)),
+        };
+        let json = args.json;
         runtime()?.block_on(async {
-            let client = ec2::client(&plan.region).await;
-            if dry_run {
+            let client = ec2::client(&compiled.profile.profile.instance.region).await;
+            if args.dry_run {
+                let claim = crate::claim::Claim::new(
+                    &compiled.profile.name,
+                    &job.id,
+                    1,
+                    &compiled.payload.sha256(),
+                    operate::now(),
+                );
+                let plan = crate::launch::plan(compiled, &claim)?;
+                for skipped in &plan.skipped {
+                    eprintln!("not using {skipped}");
+                }
                 let answer = ec2::dry_run(&client, &plan, &plan.attempts[0]).await?;
                 if json {
                     print_json(&answer);
@@ -733,16 +792,26 @@ mod aws {
                 }
                 return Ok(if answer.allowed { 0 } else { 1 });
             }
+            let claims = crate::claim::Claims::open(&host_dir, &local_claims(), &job.id)?;
+            if !claims.shared {
+                eprintln!(
+                    "warning: {} is not on this host: the claim on job {} is kept in {}, which guards against launches from this host only",
+                    host_dir.display(),
+                    job.id,
+                    claims.dir().display()
+                );
+            }
             let mut on = progress(json);
-            let launched = operate::launch(&client, &plan, poll, &mut on).await?;
+            let launched =
+                operate::launch(&client, compiled, &claims, args.rerun, intervals, &mut on).await?;
             let i = &launched.instance;
             if !json {
                 println!(
                     "{} {} {} ({}) in {}, private IP {}, {}/h, {} at the timeout, deadline {}",
-                    if launched.launched {
-                        "launched"
-                    } else {
-                        "found"
+                    match (&launched.finished, launched.launched) {
+                        (Some(_), _) => "finished",
+                        (None, true) => "launched",
+                        (None, false) => "found",
                     },
                     i.id,
                     i.state,
@@ -753,11 +822,12 @@ mod aws {
                         .price_per_hour
                         .map_or("unpriced".to_string(), |p| format!("${p:.4}")),
                     money(launched.cost_at_timeout),
-                    plan.deadline
+                    i.deadline.as_deref().unwrap_or("-")
                 );
             }
             let mut doc = serde_json::json!({
                 "launched": launched.launched,
+                "run": launched.run,
                 "instance_id": i.id,
                 "state": i.state,
                 "instance_type": i.instance_type,
@@ -765,36 +835,42 @@ mod aws {
                 "private_ip": i.private_ip,
                 "price_per_hour": launched.price_per_hour,
                 "cost_at_timeout": launched.cost_at_timeout,
-                "deadline": plan.deadline,
-                "profile": plan.profile,
-                "job": plan.job,
-                "payload_sha256": plan.payload_sha256,
+                "deadline": i.deadline,
+                "profile": compiled.profile.name,
+                "job": job.id,
+                "payload_sha256": compiled.payload.sha256(),
                 "client_token": launched.attempt.as_ref().map(|a| a.client_token.clone()),
                 "no_capacity": launched.no_capacity,
-                "skipped": plan.skipped,
+                "claim": claims.dir().join(crate::claim::CLAIM_FILE),
+                "claim_shared": launched.claim_shared,
             });
+            let finished = match (&launched.finished, args.wait) {
+                (Some(f), _) => Some(f.clone()),
+                (None, true) => Some(
+                    operate::wait(&client, i, claims.dir(), intervals, args.follow, &mut on).await?,
+                ),
+                (None, false) => None,
+            };
             let mut code = 0;
-            if wait {
-                let job = &compiled.profile.profile.job;
-                let dir = std::path::Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir))
-                    .join(&job.id);
-                let finished = operate::wait(
-                    &client,
-                    &i.id,
-                    &dir,
-                    plan.deadline_epoch,
-                    poll,
-                    follow,
-                    &mut on,
-                )
-                .await?;
+            if let Some(finished) = finished {
                 if !json {
                     match &finished.status {
                         Some(_) => println!(
-                            "job {} {} (exit code {})",
-                            plan.job, finished.outcome, finished.exit_code
+                            "job {} run {} {} (exit code {})",
+                            job.id, launched.run, finished.outcome, finished.exit_code
                         ),
-                        None => println!("job {} wrote no status in {}", plan.job, dir.display()),
+                        None => println!(
+                            "job {} run {} wrote no status in {}: {}{}",
+                            job.id,
+                            launched.run,
+                            claims.dir().display(),
+                            finished.outcome,
+                            finished
+                                .state_reason
+                                .as_ref()
+                                .map(|r| format!(" ({}: {})", r.code, r.message))
+                                .unwrap_or_default()
+                        ),
                     }
                 }
                 code = finished.exit_code;
@@ -833,7 +909,7 @@ mod aws {
                         "age_seconds": age(i, now),
                         "deadline": i.deadline,
                         "past_deadline": i.deadline_epoch().is_some_and(|d| d < now),
-                        "cost_so_far": price.map(|p| p * age(i, now) as f64 / 3600.0),
+                        "cost_so_far": price.map(|p| crate::catalog::job_cost(p, age(i, now))),
                     })
                 })
                 .collect();
@@ -869,6 +945,40 @@ mod aws {
         })
     }
 
+    /// Prints what terminating did; the exit code: 0 when every instance
+    /// was terminated, 1 when EC2 refused some.
+    fn report_terminations(
+        done: &[operate::Termination],
+        verb: &str,
+        json_key: &str,
+        extra: Option<(&str, serde_json::Value)>,
+        json: bool,
+    ) -> i32 {
+        let refused = done.iter().filter(|t| !t.terminated).count();
+        if json {
+            let mut doc = serde_json::json!({
+                json_key: done.iter().filter(|t| t.terminated).map(|t| t.instance_id.clone()).collect::<Vec<_>>(),
+                "refused": done.iter().filter(|t| !t.terminated).collect::<Vec<_>>(),
+            });
+            if let Some((k, v)) = extra {
+                doc[k] = v;
+            }
+            print_json(&doc);
+        } else {
+            for t in done {
+                match &t.error {
+                    None => println!("{verb} {}", t.instance_id),
+                    Some(e) => println!(
+                        "could not terminate {} (profile {}): {e}",
+                        t.instance_id,
+                        t.profile.as_deref().unwrap_or("?")
+                    ),
+                }
+            }
+        }
+        i32::from(refused > 0)
+    }
+
     pub fn terminate(region: &str, ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
         if ids.is_empty() && job.is_none() {
             return Err(Error::Usage {
@@ -896,62 +1006,58 @@ mod aws {
                     }
                 }
             }
-            let ids: Vec<String> = targets.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
-            ec2::terminate(&client, &ids).await?;
-            if json {
-                print_json(&serde_json::json!({ "terminated": ids }));
-            } else if ids.is_empty() {
-                println!("nothing to terminate");
-            } else {
-                for id in &ids {
-                    println!("terminating {id}");
+            targets.retain(|i| i.state != "terminated");
+            if targets.is_empty() {
+                if json {
+                    print_json(&serde_json::json!({ "terminated": [], "refused": [] }));
+                } else {
+                    println!("nothing to terminate");
                 }
+                return Ok(0);
             }
-            Ok(0)
+            let done = operate::terminate_by_profile(&client, &targets).await;
+            Ok(report_terminations(&done, "terminating", "terminated", None, json))
         })
     }
 
     pub fn reap(region: &str, yes: bool, json: bool) -> Result<i32> {
         runtime()?.block_on(async {
             let client = ec2::client(region).await;
-            let now = operate::now();
             let live = ec2::bootforge_instances(&client).await?;
-            let expired: Vec<&Instance> = live
-                .iter()
-                .filter(|i| {
-                    i.state != "shutting-down" && i.deadline_epoch().is_some_and(|d| d < now)
-                })
-                .collect();
-            let ids: Vec<String> = expired.iter().map(|i| i.id.clone()).collect();
-            if yes {
-                ec2::terminate(&client, &ids).await?;
-            }
-            if json {
-                print_json(&serde_json::json!({
-                    "expired": expired,
-                    "terminated": if yes { ids.clone() } else { Vec::new() },
-                }));
-            } else if expired.is_empty() {
-                println!("no bootforge instance is past its deadline in {region}");
-            } else {
-                for i in &expired {
-                    println!(
-                        "{} {} {} (profile {}, job {}) deadline {}{}",
-                        if yes { "terminating" } else { "expired" },
-                        i.id,
-                        i.state,
-                        i.profile.as_deref().unwrap_or("?"),
-                        i.job.as_deref().unwrap_or("?"),
-                        i.deadline.as_deref().unwrap_or("?"),
-                        if yes {
-                            ""
-                        } else {
-                            " (run with --yes to terminate)"
-                        }
-                    );
+            let expired = operate::expired(&live, operate::now());
+            let listed = serde_json::to_value(&expired).unwrap_or_default();
+            if !yes {
+                if json {
+                    print_json(&serde_json::json!({ "expired": listed, "terminated": [], "refused": [] }));
+                } else if expired.is_empty() {
+                    println!("no bootforge instance is past its deadline in {region}");
+                } else {
+                    for e in &expired {
+                        let i = &e.instance;
+                        println!(
+                            "expired {} {} (profile {}, job {}) deadline {}{} (run with --yes to terminate)",
+                            i.id,
+                            i.state,
+                            i.profile.as_deref().unwrap_or("?"),
+                            i.job.as_deref().unwrap_or("?"),
+                            crate::launch::rfc3339(e.deadline),
+                            if e.from_tag { "" } else { " (launch time + the largest budget: its deadline tag is unreadable)" }
+                        );
+                    }
                 }
+                return Ok(0);
             }
-            Ok(0)
+            if expired.is_empty() {
+                if json {
+                    print_json(&serde_json::json!({ "expired": [], "terminated": [], "refused": [] }));
+                } else {
+                    println!("no bootforge instance is past its deadline in {region}");
+                }
+                return Ok(0);
+            }
+            let instances: Vec<Instance> = expired.iter().map(|e| e.instance.clone()).collect();
+            let done = operate::terminate_by_profile(&client, &instances).await;
+            Ok(report_terminations(&done, "terminating", "terminated", Some(("expired", listed)), json))
         })
     }
 }

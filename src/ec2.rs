@@ -20,7 +20,9 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::launch::{Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, parse_rfc3339};
+use crate::launch::{
+    Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN, parse_rfc3339,
+};
 
 /// An instance as bootforge shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +36,17 @@ pub struct Instance {
     pub launched: Option<u64>,
     pub profile: Option<String>,
     pub job: Option<String>,
+    pub run: Option<String>,
     pub deadline: Option<String>,
+    /// Why EC2 changed its state last (`Server.SpotInstanceTermination`…).
+    pub state_reason: Option<StateReason>,
+}
+
+/// EC2's `StateReason`: why an instance is in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateReason {
+    pub code: String,
+    pub message: String,
 }
 
 impl Instance {
@@ -49,6 +61,11 @@ impl Instance {
 pub enum AttemptError {
     /// No capacity there: try the next subnet or type.
     Capacity(String),
+    /// The account's quota: no other attempt helps now.
+    Quota(Error),
+    /// The token already launched an instance, which has terminated since:
+    /// this run is over.
+    InstanceTerminated,
     /// Anything else: stop.
     Fatal(Error),
 }
@@ -66,10 +83,15 @@ const CAPACITY_CODES: &[&str] = &[
     "InsufficientHostCapacity",
     "InsufficientCapacity",
     "InsufficientFreeAddressesInSubnet",
-    "InstanceLimitExceeded",
-    "MaxSpotInstanceCountExceeded",
     "SpotMaxPriceTooLow",
     "Unsupported",
+];
+
+/// Error codes that mean the account's limit: waiting, or a quota increase.
+const QUOTA_CODES: &[&str] = &[
+    "VcpuLimitExceeded",
+    "InstanceLimitExceeded",
+    "MaxSpotInstanceCountExceeded",
 ];
 
 /// Words for the common EC2 errors: what to do about them.
@@ -100,7 +122,7 @@ fn advice(code: &str) -> Option<String> {
             "EC2 refuses a value of the profile: `bootforge validate` and the message above say which"
         }
         "IdempotentParameterMismatch" => {
-            "a launch of this job with other parameters was made before: give the job a new id (--set job_id=…)"
+            "this run of the job was launched before with other settings (the profile changed since): let it finish or `bootforge terminate --job ID`, then `launch --rerun`"
         }
         "RequestLimitExceeded" | "Throttling" => {
             "EC2 is throttling this account: retry in a minute"
@@ -304,6 +326,15 @@ pub async fn launch(
             message: "EC2 answered without an instance".to_string(),
             help: None,
         })),
+        Err(e) if e.code() == Some("IdempotentInstanceTerminated") => {
+            Err(AttemptError::InstanceTerminated)
+        }
+        Err(e) if e.code().is_some_and(|c| QUOTA_CODES.contains(&c)) => {
+            Err(AttemptError::Quota(Error::Quota {
+                code: e.code().unwrap_or_default().to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            }))
+        }
         Err(e) if e.code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => {
             Err(AttemptError::Capacity(format!(
                 "{}: {}",
@@ -364,7 +395,12 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         launched: i.launch_time().and_then(|t| u64::try_from(t.secs()).ok()),
         profile: tag(TAG_PROFILE),
         job: tag(TAG_JOB),
+        run: tag(TAG_RUN),
         deadline: tag(TAG_DEADLINE),
+        state_reason: i.state_reason().map(|r| StateReason {
+            code: r.code().unwrap_or_default().to_string(),
+            message: r.message().unwrap_or_default().to_string(),
+        }),
     }
 }
 
@@ -429,12 +465,44 @@ pub async fn find_job(client: &Client, profile: Option<&str>, job: &str) -> Resu
     describe(client, filters, Vec::new()).await
 }
 
-/// One instance by id.
+/// One instance by id; `None` while EC2 does not know it yet (eventual
+/// consistency: a new instance may be unknown for a while after
+/// RunInstances), or no longer.
 pub async fn get(client: &Client, id: &str) -> Result<Option<Instance>> {
-    Ok(describe(client, Vec::new(), vec![id.to_string()])
-        .await?
-        .into_iter()
-        .next())
+    match describe(client, Vec::new(), vec![id.to_string()]).await {
+        Ok(found) => Ok(found.into_iter().next()),
+        Err(Error::Aws { code, .. }) if code == "InvalidInstanceID.NotFound" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The instances of `job`'s run `run`, whatever their state.
+pub async fn find_run(client: &Client, job: &str, run: u32) -> Result<Vec<Instance>> {
+    describe(
+        client,
+        vec![
+            filter(&format!("tag:{TAG_JOB}"), &[job]),
+            filter(&format!("tag:{TAG_RUN}"), &[&run.to_string()]),
+        ],
+        Vec::new(),
+    )
+    .await
+}
+
+/// The instance's console output (the last 64 KB EC2 keeps), decoded.
+pub async fn console_output(client: &Client, id: &str) -> Result<String> {
+    let out = client
+        .get_console_output()
+        .instance_id(id)
+        .send()
+        .await
+        .map_err(|e| aws_error("GetConsoleOutput", &e))?;
+    use base64::Engine as _;
+    Ok(out
+        .output()
+        .and_then(|o| base64::engine::general_purpose::STANDARD.decode(o).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default())
 }
 
 /// Terminates `ids`.

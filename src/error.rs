@@ -179,6 +179,9 @@ pub enum Error {
         profile: String,
         reasons: Vec<String>,
     },
+    /// The account's quota is reached: not an error of the profile, and no
+    /// other subnet or type helps; later, or a quota increase, does.
+    Quota { code: String, message: String },
     /// EC2 said no.
     Aws {
         operation: &'static str,
@@ -187,6 +190,9 @@ pub enum Error {
         help: Option<String>,
     },
 }
+
+/// The exit code of a refusal for quota: the "try later" of sysexits.h.
+pub const QUOTA_EXIT: i32 = 75;
 
 /// `Ok` or one [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -202,6 +208,7 @@ impl Error {
             | Error::Usage { .. }
             | Error::Environment { .. }
             | Error::Aws { .. } => 2,
+            Error::Quota { .. } => QUOTA_EXIT,
             _ => 1,
         }
     }
@@ -238,6 +245,7 @@ impl Error {
             Error::Environment { .. } => "environment",
             Error::CostGuard { .. } => "over-budget",
             Error::Aws { .. } => "aws",
+            Error::Quota { .. } => "quota",
         }
     }
 
@@ -412,6 +420,9 @@ impl Error {
                 "refusing to launch profile `{profile}`: no instance type fits its cost ceiling ({})",
                 reasons.join("; ")
             ),
+            Error::Quota { code, message } => {
+                format!("RunInstances: {code}: {message}")
+            }
             Error::Aws {
                 operation,
                 code,
@@ -436,6 +447,9 @@ impl Error {
             | Error::Param { help, .. }
             | Error::Environment { help, .. }
             | Error::Aws { help, .. } => help.clone(),
+            Error::Quota { .. } => Some(
+                "the account's quota for this kind of instance is used up: try later (exit code 75), or ask AWS for more in Service Quotas".to_string(),
+            ),
             Error::CostGuard { .. } => Some(
                 "raise instance.max_cost_usd, shorten job.timeout or job.grace, or list a cheaper type (`bootforge cost PROFILE` shows them)"
                     .to_string(),

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use crate::catalog;
+use crate::claim::Claim;
 use crate::compile::Compiled;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
@@ -18,6 +19,7 @@ pub const TAG_PROFILE: &str = "bootforge:profile";
 pub const TAG_JOB: &str = "bootforge:job";
 pub const TAG_PAYLOAD: &str = "bootforge:payload-sha256";
 pub const TAG_DEADLINE: &str = "bootforge:deadline";
+pub const TAG_RUN: &str = "bootforge:run";
 
 /// Past timeout + grace, the time an instance is allowed for booting and
 /// powering off before `reap` takes it for forgotten.
@@ -39,6 +41,8 @@ pub struct Attempt {
 pub struct LaunchPlan {
     pub profile: String,
     pub job: String,
+    /// The run of the job this plan launches (see [`crate::claim`]).
+    pub run: u32,
     pub region: String,
     pub ami: String,
     pub security_groups: Vec<String>,
@@ -64,19 +68,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The ClientToken of one attempt (64 hex characters, EC2's maximum).
+/// The ClientToken of one attempt of a run (64 hex characters, EC2's
+/// maximum): the same for a retried request, another for another attempt or
+/// another run.
 pub fn client_token(
     profile: &str,
     job: &str,
+    run: (u32, u64),
     payload_sha256: &str,
     attempt: (&str, &str, bool),
 ) -> String {
     use sha2::Digest as _;
     let (instance_type, subnet, spot) = attempt;
+    let (run, launched_at) = (run.0.to_string(), run.1.to_string());
     let mut h = sha2::Sha256::new();
     for part in [
         profile,
         job,
+        &run,
+        &launched_at,
         payload_sha256,
         instance_type,
         subnet,
@@ -113,9 +123,11 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-/// Plans the launch of `compiled` at time `now` (seconds since the epoch).
-/// Fails when no instance type fits the profile's cost ceiling.
-pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
+/// Plans the launch of `compiled` for the run `claim` holds: every tag and
+/// token derives from the claim, never from the current time, so that the
+/// same run always sends the same bytes. Fails when no instance type fits
+/// the profile's cost ceiling.
+pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
     let p = &compiled.profile.profile;
     let name = &compiled.profile.name;
     let job = &p.job;
@@ -128,7 +140,7 @@ pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
         match (p.instance.max_cost_usd, catalog::lookup(t)) {
             (None, _) => types.push(t.clone()),
             (Some(ceiling), Some(entry)) => {
-                let worst = entry.price_per_hour * budget as f64 / 3600.0;
+                let worst = catalog::job_cost(entry.price_per_hour, budget);
                 if worst <= ceiling {
                     types.push(t.clone());
                 } else {
@@ -163,13 +175,19 @@ pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
                     instance_type: t.clone(),
                     subnet: subnet.clone(),
                     spot,
-                    client_token: client_token(name, &job.id, &payload_sha256, (t, subnet, spot)),
+                    client_token: client_token(
+                        name,
+                        &job.id,
+                        (claim.run, claim.launched_at),
+                        &payload_sha256,
+                        (t, subnet, spot),
+                    ),
                 });
             }
         }
     }
 
-    let deadline_epoch = now + budget + DEADLINE_MARGIN_SECONDS;
+    let deadline_epoch = claim.launched_at + budget + DEADLINE_MARGIN_SECONDS;
     let mut tags = IndexMap::new();
     tags.insert("Name".to_string(), format!("bootforge-{name}-{}", job.id));
     for (k, v) in &p.instance.tags {
@@ -177,12 +195,14 @@ pub fn plan(compiled: &Compiled, now: u64) -> Result<LaunchPlan> {
     }
     tags.insert(TAG_PROFILE.to_string(), name.clone());
     tags.insert(TAG_JOB.to_string(), job.id.clone());
+    tags.insert(TAG_RUN.to_string(), claim.run.to_string());
     tags.insert(TAG_PAYLOAD.to_string(), payload_sha256.clone());
     tags.insert(TAG_DEADLINE.to_string(), rfc3339(deadline_epoch));
 
     Ok(LaunchPlan {
         profile: name.clone(),
         job: job.id.clone(),
+        run: claim.run,
         region: p.instance.region.clone(),
         ami: p.instance.ami.clone(),
         security_groups: p.instance.security_groups.clone(),
@@ -224,25 +244,26 @@ pub struct TypeCost {
     pub cost_at_timeout: Option<f64>,
 }
 
-fn type_cost(name: &str, hours: f64) -> TypeCost {
+fn type_cost(name: &str, seconds: u64) -> TypeCost {
     let entry = catalog::lookup(name);
     TypeCost {
         instance_type: name.to_string(),
         gpu: entry.map(|t| format!("{}× {} {} GB", t.gpu_count, t.gpu, t.gpu_memory_gib)),
         price_per_hour: entry.map(|t| t.price_per_hour),
-        cost_at_timeout: entry.map(|t| t.price_per_hour * hours),
+        cost_at_timeout: entry.map(|t| catalog::job_cost(t.price_per_hour, seconds)),
     }
 }
 
 /// Prices the profile's types over its timeout and grace.
 pub fn cost(name: &str, profile: &Profile) -> CostReport {
     let job = &profile.job;
-    let hours = (job.timeout.seconds() + job.grace.seconds()) as f64 / 3600.0;
+    let seconds = job.timeout.seconds() + job.grace.seconds();
+    let hours = seconds as f64 / 3600.0;
     let types: Vec<TypeCost> = profile
         .instance
         .types
         .iter()
-        .map(|t| type_cost(t, hours))
+        .map(|t| type_cost(t, seconds))
         .collect();
     let mut cheaper = Vec::new();
     if let Some(first) = profile
@@ -257,7 +278,7 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
                 && t.gpu_count >= first.gpu_count
                 && t.gpu_memory_gib >= first.gpu_memory_gib;
             if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
-                cheaper.push(type_cost(t.name, hours));
+                cheaper.push(type_cost(t.name, seconds));
             }
         }
         cheaper.sort_by(|a, b| {
@@ -356,19 +377,30 @@ pub fn iam_policy(name: &str, profile: &Profile) -> Json {
             "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_PROFILE}"): name}},
         }),
         json!({
+            "Sid": "ReadTheConsoleOfOnlyTheProfilesInstances",
+            "Effect": "Allow",
+            "Action": "ec2:GetConsoleOutput",
+            "Resource": arn("instance", "*"),
+            "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_PROFILE}"): name}},
+        }),
+        json!({
             "Sid": "DescribeCannotBeScoped",
             "Effect": "Allow",
             "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus"],
             "Resource": "*",
         }),
     ];
-    if let Some(role) = &i.instance_profile {
-        let account = i.account.clone().unwrap_or_else(|| "*".to_string());
+    if let Some(role) = &i.instance_role {
+        let resource = if role.starts_with("arn:") {
+            role.clone()
+        } else {
+            format!("arn:aws:iam::{account}:role/{role}")
+        };
         statements.push(json!({
             "Sid": "PassOnlyTheInstanceRole",
             "Effect": "Allow",
             "Action": "iam:PassRole",
-            "Resource": format!("arn:aws:iam::{account}:role/{role}"),
+            "Resource": resource,
             "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
         }));
     }
@@ -407,25 +439,42 @@ mod tests {
     }
 
     #[test]
-    fn tokens_differ_by_attempt_and_fit_ec2() {
-        let a = client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false));
+    fn tokens_differ_by_attempt_and_run_and_fit_ec2() {
+        let token = |job: &str, run: (u32, u64), attempt: (&str, &str, bool)| {
+            client_token("p", job, run, "sha", attempt)
+        };
+        let a = token("j", (1, 100), ("g6e.xlarge", "subnet-1", false));
         assert_eq!(a.len(), 64);
         assert!(a.is_ascii());
-        assert_eq!(
-            a,
-            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", false))
+        assert_eq!(a, token("j", (1, 100), ("g6e.xlarge", "subnet-1", false)));
+        for other in [
+            token("j", (1, 100), ("g6e.xlarge", "subnet-2", false)),
+            token("j2", (1, 100), ("g6e.xlarge", "subnet-1", false)),
+            token("j", (1, 100), ("g6e.xlarge", "subnet-1", true)),
+            token("j", (2, 100), ("g6e.xlarge", "subnet-1", false)),
+            token("j", (1, 101), ("g6e.xlarge", "subnet-1", false)),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn a_runs_plan_is_the_same_whenever_it_is_made() {
+        let library = crate::Library::builtin();
+        let compiled = crate::compile(&library, crate::DEFAULT_PROFILE, &[]).unwrap();
+        let claim = Claim::new(
+            "traffic-sign-gpu",
+            "manual",
+            3,
+            &compiled.payload.sha256(),
+            1_800_000_000,
         );
-        assert_ne!(
-            a,
-            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-2", false))
-        );
-        assert_ne!(
-            a,
-            client_token("p", "j2", "sha", ("g6e.xlarge", "subnet-1", false))
-        );
-        assert_ne!(
-            a,
-            client_token("p", "j", "sha", ("g6e.xlarge", "subnet-1", true))
-        );
+        let a = serde_json::to_string(&plan(&compiled, &claim).unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let b = serde_json::to_string(&plan(&compiled, &claim).unwrap()).unwrap();
+        assert_eq!(a, b, "nothing in a request depends on the time it is sent");
+        let p = plan(&compiled, &claim).unwrap();
+        assert_eq!(p.tags["bootforge:run"], "3");
+        assert_eq!(p.deadline, rfc3339(1_800_000_000 + 130 * 60 + 15 * 60));
     }
 }

@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod catalog;
+pub mod claim;
 mod cli;
 mod compile;
 mod duration;

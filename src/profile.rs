@@ -51,6 +51,10 @@ pub struct Instance {
     /// Name of the IAM instance profile given to the instance, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_profile: Option<String>,
+    /// The IAM role inside that instance profile (its name, or its ARN):
+    /// `iam:PassRole` is on the role, whose name often differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_role: Option<String>,
     pub root_device: String,
     /// Root volume size; absent keeps the AMI's own size.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +85,7 @@ impl Default for Instance {
             security_groups: Vec::new(),
             key_pair: None,
             instance_profile: None,
+            instance_role: None,
             root_device: "/dev/xvda".to_string(),
             root_volume_gb: None,
             spot: false,

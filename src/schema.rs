@@ -85,6 +85,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "security_groups": {"type": "array", "items": id("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", "A security group id")},
                     "key_pair": {"type": "string", "minLength": 1, "maxLength": 255},
                     "instance_profile": {"type": "string", "description": "The IAM instance profile's name"},
+                    "instance_role": {"type": "string", "description": "The IAM role inside the instance profile: its name or its ARN (iam:PassRole is on the role)"},
                     "root_device": {"type": "string", "pattern": "^/dev/"},
                     "root_volume_gb": {"type": "integer", "minimum": 1},
                     "spot": {"type": "boolean"},

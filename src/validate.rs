@@ -219,6 +219,27 @@ impl Checks<'_> {
                 Some("a key pair name is 1 to 255 printable ASCII characters"),
             );
         }
+        match (&i.instance_profile, &i.instance_role) {
+            (Some(profile), None) => self.error(
+                "instance-role-missing",
+                "instance.instance_profile",
+                format!("the instance profile `{profile}` is given without the role inside it"),
+                Some("name the role too (instance.instance_role: its name or ARN): `iam-policy` scopes iam:PassRole to the role, whose name is often not the profile's"),
+            ),
+            (None, Some(_)) => self.error(
+                "instance-role-missing",
+                "instance.instance_role",
+                "a role is given without the instance profile that carries it".to_string(),
+                Some("EC2 is given an instance profile, never a role: set instance.instance_profile"),
+            ),
+            (Some(_), Some(role)) if !re(r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/)?[\w+=,.@/-]{1,512}$").is_match(role) => self.error(
+                "bad-id",
+                "instance.instance_role",
+                format!("`{role}` is neither a role name nor a role ARN"),
+                Some("a role name is letters, digits and +=,.@_-; an ARN looks like arn:aws:iam::222634388391:role/NAME"),
+            ),
+            _ => {}
+        }
         if let Some(account) = i.account.clone()
             && !re(r"^[0-9]{12}$").is_match(&account)
         {
@@ -311,8 +332,9 @@ impl Checks<'_> {
             }
             if let Some(ceiling) = i.max_cost_usd {
                 let job = &self.p.profile.job;
-                let hours = (job.timeout.seconds() + job.grace.seconds()) as f64 / 3600.0;
-                let worst = t.price_per_hour * hours;
+                let seconds = job.timeout.seconds() + job.grace.seconds();
+                let hours = seconds as f64 / 3600.0;
+                let worst = crate::catalog::job_cost(t.price_per_hour, seconds);
                 if worst > ceiling {
                     self.error(
                         "over-budget",

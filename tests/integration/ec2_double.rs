@@ -114,7 +114,12 @@ fn a_token_whose_instance_terminated_answers_instance_terminated() {
     };
     w.rt.block_on(async {
         let id = run(&w, &client, "token-3", "g6e.xlarge").await.unwrap();
-        client.terminate_instances().instance_ids(&id).send().await.unwrap();
+        client
+            .terminate_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             run(&w, &client, "token-3", "g6e.xlarge").await,
             Err("IdempotentInstanceTerminated".to_string())
@@ -140,14 +145,27 @@ fn a_new_instance_is_unknown_for_the_consistency_window() {
         );
         let by_tag = client
             .describe_instances()
-            .filters(Filter::builder().name("tag:bootforge:job").values("token-4").build())
+            .filters(
+                Filter::builder()
+                    .name("tag:bootforge:job")
+                    .values("token-4")
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
         assert!(by_tag.reservations().is_empty(), "tag filters lag too");
         tokio::time::sleep(Duration::from_millis(2200)).await;
-        let by_id = client.describe_instances().instance_ids(&id).send().await.unwrap();
-        assert_eq!(by_id.reservations()[0].instances()[0].instance_id(), Some(id.as_str()));
+        let by_id = client
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            by_id.reservations()[0].instances()[0].instance_id(),
+            Some(id.as_str())
+        );
     });
 }
 
@@ -159,17 +177,38 @@ fn an_instance_ended_by_ec2_carries_its_state_reason_and_console() {
     w.rt.block_on(async {
         let id = run(&w, &client, "token-5", "g6e.xlarge").await.unwrap();
         proxy.set_console(&id, "boot\nbootforge-status: {\"outcome\": \"failed\"}\n");
-        proxy.end(&id, "Server.SpotInstanceTermination", "Server.SpotInstanceTermination: Spot instance termination");
-        let out = client.describe_instances().instance_ids(&id).send().await.unwrap();
+        proxy.end(
+            &id,
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceTermination: Spot instance termination",
+        );
+        let out = client
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
         let i = &out.reservations()[0].instances()[0];
         assert_eq!(i.state().unwrap().name().unwrap().as_str(), "terminated");
-        assert_eq!(i.state_reason().unwrap().code(), Some("Server.SpotInstanceTermination"));
-        let console = client.get_console_output().instance_id(&id).send().await.unwrap();
+        assert_eq!(
+            i.state_reason().unwrap().code(),
+            Some("Server.SpotInstanceTermination")
+        );
+        let console = client
+            .get_console_output()
+            .instance_id(&id)
+            .send()
+            .await
+            .unwrap();
         use base64::Engine as _;
         let text = base64::engine::general_purpose::STANDARD
             .decode(console.output().unwrap())
             .unwrap();
-        assert!(String::from_utf8(text).unwrap().contains("bootforge-status: "));
+        assert!(
+            String::from_utf8(text)
+                .unwrap()
+                .contains("bootforge-status: ")
+        );
     });
 }
 

@@ -189,7 +189,17 @@ impl World {
 
     fn launch(&self, endpoint: &str, extra: &[&str]) -> Run {
         self.bootforge(endpoint)
-            .args(["launch", "traffic-sign-gpu", "--json", "--poll", "0.1"])
+            .args([
+                "launch",
+                "traffic-sign-gpu",
+                "--json",
+                "--poll",
+                "0.1",
+                "--ec2-poll",
+                "0.2",
+                "--status-grace",
+                "1",
+            ])
             .args(self.sets())
             .args(extra)
             .run()
@@ -492,7 +502,8 @@ fn ps_terminate_by_job_and_reap() {
             .success(),
     );
     assert_eq!(listed["expired"].as_array().unwrap().len(), 1);
-    assert_eq!(listed["expired"][0]["id"], b["instance_id"]);
+    assert_eq!(listed["expired"][0]["instance"]["id"], b["instance_id"]);
+    assert_eq!(listed["expired"][0]["from_tag"], true);
     assert_eq!(w.live_with_job("job-b").len(), 1);
 
     let reaped = json(
@@ -569,6 +580,10 @@ fn wait_maps_each_outcome_to_an_exit_code() {
                 "--json",
                 "--poll",
                 "0.1",
+                "--ec2-poll",
+                "0.2",
+                "--status-grace",
+                "1",
                 "--wait",
             ])
             .args(w.sets())
@@ -582,7 +597,7 @@ fn wait_maps_each_outcome_to_an_exit_code() {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(
                 dir.join("status.json"),
-                format!("{{\"job_id\": \"{job}\", \"outcome\": \"{outcome}\", \"exit_code\": 0}}"),
+                format!("{{\"job_id\": \"{job}\", \"instance_id\": \"{id}\", \"outcome\": \"{outcome}\", \"exit_code\": 0}}"),
             )
             .unwrap();
         }
@@ -679,7 +694,17 @@ fn ten_simultaneous_launches_of_one_job_leave_one_instance_and_ten_jobs_ten() {
     let proxy = Proxy::start(&w.moto.address, Faults::default());
     let spawn = |job: &str| {
         w.bootforge(&proxy.url)
-            .args(["launch", "traffic-sign-gpu", "--json", "--poll", "0.1"])
+            .args([
+                "launch",
+                "traffic-sign-gpu",
+                "--json",
+                "--poll",
+                "0.1",
+                "--ec2-poll",
+                "0.2",
+                "--status-grace",
+                "1",
+            ])
             .args(w.sets())
             .args(["--set", &format!("job_id={job}")])
             .spawn()
@@ -836,6 +861,10 @@ fn follow_streams_the_log_while_waiting() {
             "--json",
             "--poll",
             "0.1",
+            "--ec2-poll",
+            "0.2",
+            "--status-grace",
+            "1",
             "--wait",
             "--follow",
         ])
@@ -854,7 +883,7 @@ fn follow_streams_the_log_while_waiting() {
     std::io::Write::write_all(&mut log, b"phase run: done in 3605s\n").unwrap();
     std::fs::write(
         dir.join("status.json"),
-        r#"{"outcome": "succeeded", "exit_code": 0}"#,
+        format!(r#"{{"instance_id": "{id}", "outcome": "succeeded", "exit_code": 0}}"#),
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -152,12 +152,15 @@ impl Proxy {
             body: body.into_bytes(),
         };
         let answer = forward(&self.upstream, &request).expect("moto answers");
-        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
-        self.state
-            .lock()
-            .unwrap()
-            .reasons
-            .insert(instance.to_string(), (code.to_string(), message.to_string()));
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        self.state.lock().unwrap().reasons.insert(
+            instance.to_string(),
+            (code.to_string(), message.to_string()),
+        );
     }
 
     /// What GetConsoleOutput answers for `instance`.
@@ -511,7 +514,10 @@ fn answer(
             forward(upstream, request)?
         });
     }
-    let token = p.get("ClientToken").cloned().filter(|_| !s.faults.no_token_protection);
+    let token = p
+        .get("ClientToken")
+        .cloned()
+        .filter(|_| !s.faults.no_token_protection);
     let slot = token
         .as_ref()
         .map(|t| s.tokens.entry(t.clone()).or_default().clone());
