@@ -465,6 +465,24 @@ pub async fn find_job(client: &Client, profile: Option<&str>, job: &str) -> Resu
     describe(client, filters, Vec::new()).await
 }
 
+/// Whether an error may pass if the call is made again later: throttling,
+/// EC2's own failures, the network.
+pub fn transient(e: &Error) -> bool {
+    match e {
+        Error::Aws { code, .. } => matches!(
+            code.as_str(),
+            "" | "RequestLimitExceeded"
+                | "Throttling"
+                | "ThrottlingException"
+                | "InternalError"
+                | "InternalFailure"
+                | "Unavailable"
+                | "ServiceUnavailable"
+        ),
+        _ => false,
+    }
+}
+
 /// One instance by id; `None` while EC2 does not know it yet (eventual
 /// consistency: a new instance may be unknown for a while after
 /// RunInstances), or no longer.

@@ -488,18 +488,24 @@ async fn visible(client: &Client, id: &str, on: &mut dyn FnMut(Event)) -> Result
     let start = Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
-        match ec2::get(client, id).await? {
-            Some(i) if i.state != "pending" => return Ok(Some(i)),
-            Some(i) => on(Event::Progress(format!(
+        match ec2::get(client, id).await {
+            Ok(Some(i)) if i.state != "pending" => return Ok(Some(i)),
+            Ok(Some(i)) => on(Event::Progress(format!(
                 "{} {} ({}s)",
                 i.id,
                 i.state,
                 start.elapsed().as_secs()
             ))),
-            None => on(Event::Progress(format!(
+            Ok(None) => on(Event::Progress(format!(
                 "{id} not visible yet ({}s)",
                 start.elapsed().as_secs()
             ))),
+            Err(e) if ec2::transient(&e) && start.elapsed() < VISIBILITY_BOUND => {
+                on(Event::Progress(format!(
+                    "DescribeInstances failed ({e}); retrying"
+                )));
+            }
+            Err(e) => return Err(e),
         }
         if start.elapsed() > VISIBILITY_BOUND {
             return ec2::get(client, id).await;
@@ -769,7 +775,7 @@ pub async fn wait(
                 }
                 Err(e) => {
                     let since = *errors_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > DESCRIBE_ERRORS_BOUND {
+                    if !ec2::transient(&e) || since.elapsed() > DESCRIBE_ERRORS_BOUND {
                         return Err(e);
                     }
                     on(Event::Progress(format!(

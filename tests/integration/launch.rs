@@ -157,7 +157,7 @@ impl World {
 
     /// The profile's ids replaced with the emulated account's. The payload
     /// does not depend on them, so it stays byte-identical to golden/.
-    fn sets(&self) -> Vec<String> {
+    pub fn sets(&self) -> Vec<String> {
         [
             format!(
                 "instance.subnets=[{}, {}]",
@@ -175,7 +175,7 @@ impl World {
     }
 
     /// `bootforge ARGS` talking to `endpoint` (moto, or a proxy in front of it).
-    fn bootforge(&self, endpoint: &str) -> Test {
+    pub fn bootforge(&self, endpoint: &str) -> Test {
         let mut t = Test::new();
         t.env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -187,7 +187,7 @@ impl World {
         t
     }
 
-    fn launch(&self, endpoint: &str, extra: &[&str]) -> Run {
+    pub fn launch(&self, endpoint: &str, extra: &[&str]) -> Run {
         self.bootforge(endpoint)
             .args([
                 "launch",
@@ -205,7 +205,7 @@ impl World {
             .run()
     }
 
-    fn instances(&self, filters: &[(&str, &str)]) -> Vec<aws_sdk_ec2::types::Instance> {
+    pub fn instances(&self, filters: &[(&str, &str)]) -> Vec<aws_sdk_ec2::types::Instance> {
         self.rt.block_on(async {
             let mut req = self.client.describe_instances();
             for (k, v) in filters {
@@ -219,7 +219,7 @@ impl World {
         })
     }
 
-    fn live_with_job(&self, job: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    pub fn live_with_job(&self, job: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         self.instances(&[
             ("tag:bootforge:job", job),
             ("instance-state-name", "running"),
@@ -228,7 +228,7 @@ impl World {
 
     /// The id of job `job`'s instance, once a launch running beside the
     /// test has started it.
-    fn wait_for_job(&self, job: &str) -> String {
+    pub fn wait_for_job(&self, job: &str) -> String {
         let start = Instant::now();
         loop {
             if let Some(i) = self.live_with_job(job).first() {
@@ -242,7 +242,7 @@ impl World {
         }
     }
 
-    fn terminate(&self, id: &str) {
+    pub fn terminate(&self, id: &str) {
         self.rt.block_on(async {
             self.client
                 .terminate_instances()
@@ -254,12 +254,12 @@ impl World {
     }
 }
 
-fn json(run: &Run) -> Json {
+pub fn json(run: &Run) -> Json {
     serde_json::from_str(&run.stdout())
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout(), run.stderr()))
 }
 
-fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())

@@ -10,6 +10,8 @@ mod golden;
 #[cfg(feature = "aws")]
 mod launch;
 #[cfg(feature = "aws")]
+mod one_job;
+#[cfg(feature = "aws")]
 mod proxy;
 mod runner;
 #[cfg(feature = "smoke")]
