@@ -125,7 +125,7 @@ fn a_launch_retried_after_its_job_finished_reports_the_outcome_and_launches_noth
     assert_eq!(doc["wait"]["outcome"], "succeeded");
     assert_eq!(doc["wait"]["source"], "efs");
     assert_eq!(proxy.run_instances().len(), sent, "nothing was sent");
-    assert_eq!(all_of_job(&w, "done-job"), [id.clone()]);
+    assert_eq!(all_of_job(&w, "done-job"), std::slice::from_ref(&id));
 
     // The same when the launcher died between RunInstances and recording
     // the instance: EC2 answers IdempotentInstanceTerminated to the token,
