@@ -244,3 +244,67 @@ fn without_token_protection_every_call_launches() {
     assert_ne!(a, b);
     assert_eq!(moto_instances(&w), 2);
 }
+
+#[test]
+fn a_denied_instance_fails_the_whole_terminate_call() {
+    let Some((w, _proxy, client)) = double(Faults {
+        deny_terminate_profile: Some("denied".to_string()),
+        ..Faults::default()
+    }) else {
+        return;
+    };
+    w.rt.block_on(async {
+        let allowed = run(&w, &client, "token-8", "g6e.xlarge").await.unwrap();
+        let denied = run(&w, &client, "token-9", "g6e.xlarge").await.unwrap();
+        w.client
+            .create_tags()
+            .resources(&denied)
+            .tags(
+                Tag::builder()
+                    .key("bootforge:profile")
+                    .value("denied")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let both = client
+            .terminate_instances()
+            .instance_ids(&allowed)
+            .instance_ids(&denied)
+            .send()
+            .await;
+        assert_eq!(both.unwrap_err().code(), Some("UnauthorizedOperation"));
+        let state = |id: String| {
+            let w = &w;
+            async move {
+                w.client
+                    .describe_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .unwrap()
+                    .reservations()[0]
+                    .instances()[0]
+                    .state()
+                    .unwrap()
+                    .name()
+                    .unwrap()
+                    .as_str()
+                    .to_string()
+            }
+        };
+        assert_eq!(
+            state(allowed.clone()).await,
+            "running",
+            "none of the call's instances is terminated"
+        );
+        client
+            .terminate_instances()
+            .instance_ids(&allowed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(state(allowed).await, "terminated");
+    });
+}

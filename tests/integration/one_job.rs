@@ -361,3 +361,83 @@ fn a_hundred_waiters_call_ec2_at_most_five_times_a_second() {
         assert_eq!(exit, 0, "{stderr}");
     }
 }
+
+/// Moves `id`'s deadline tag to the past, as time would.
+fn expire(w: &World, id: &str) {
+    w.rt.block_on(async {
+        w.client
+            .create_tags()
+            .resources(id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("bootforge:deadline")
+                    .value("2001-01-01T00:00:00Z")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn reap_terminates_per_profile_and_reports_each_refusal() {
+    let Some(w) = World::new() else { return };
+    // The launching host may terminate g6-quick's instances, not these.
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            deny_terminate_profile: Some("traffic-sign-gpu".to_string()),
+            ..Faults::default()
+        },
+    );
+    let big = json(&launch(&w, &w.moto.url, "reap-big", &[]).run().success());
+    let quick = json(
+        &w.bootforge(&w.moto.url)
+            .args(["launch", "g6-quick", "--json"])
+            .args(QUICK)
+            .args(w.sets())
+            .args([
+                "--set",
+                "job_id=reap-quick",
+                "--set",
+                "instance.types=[g6.xlarge]",
+            ])
+            .run()
+            .success(),
+    );
+    let (big, quick) = (
+        big["instance_id"].as_str().unwrap().to_string(),
+        quick["instance_id"].as_str().unwrap().to_string(),
+    );
+    expire(&w, &big);
+    expire(&w, &quick);
+    let run = w
+        .bootforge(&proxy.url)
+        .args(["reap", "--yes", "--json"])
+        .run()
+        .failure(1);
+    let doc = json(&run);
+    assert_eq!(doc["terminated"], serde_json::json!([quick]));
+    assert_eq!(doc["refused"][0]["instance_id"], big.as_str());
+    assert_eq!(doc["refused"][0]["profile"], "traffic-sign-gpu");
+    assert!(
+        doc["refused"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UnauthorizedOperation")
+    );
+    assert!(w.live_with_job("reap-quick").is_empty());
+    assert_eq!(
+        w.live_with_job("reap-big").len(),
+        1,
+        "the refused one is untouched"
+    );
+    // Terminating by id goes the same way.
+    let run = w
+        .bootforge(&proxy.url)
+        .args(["terminate", &big, "--json"])
+        .run()
+        .failure(1);
+    assert_eq!(json(&run)["refused"][0]["instance_id"], big.as_str());
+}

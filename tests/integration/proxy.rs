@@ -52,6 +52,10 @@ pub struct Faults {
     pub run_delay: Duration,
     /// No ClientToken semantics at all: every RunInstances launches.
     pub no_token_protection: bool,
+    /// TerminateInstances naming an instance of this profile (its
+    /// `bootforge:profile` tag) is denied, as a policy scoped to other
+    /// profiles does: then none of the call's instances is terminated.
+    pub deny_terminate_profile: Option<String>,
 }
 
 /// What EC2 remembers of a ClientToken.
@@ -383,8 +387,15 @@ fn rewrite_describe(
     out
 }
 
-/// Whether moto says `instance` is terminated.
-fn terminated(upstream: &str, head: &str, instance: &str) -> bool {
+/// The `bootforge:profile` tag of `instance`, as moto has it.
+fn profile_of(upstream: &str, head: &str, instance: &str) -> Option<String> {
+    let body = describe_one(upstream, head, instance)?;
+    let at = body.find("<key>bootforge:profile</key>")?;
+    between(&body[at..], "value").map(str::to_string)
+}
+
+/// moto's DescribeInstances answer for one instance.
+fn describe_one(upstream: &str, head: &str, instance: &str) -> Option<String> {
     let body = format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={instance}");
     let head: String = head
         .lines()
@@ -395,8 +406,12 @@ fn terminated(upstream: &str, head: &str, instance: &str) -> bool {
         head: format!("{head}Content-Length: {}\r\n\r\n", body.len()),
         body: body.into_bytes(),
     };
-    forward(upstream, &request)
-        .map(|a| body_of(&a))
+    forward(upstream, &request).map(|a| body_of(&a))
+}
+
+/// Whether moto says `instance` is terminated.
+fn terminated(upstream: &str, head: &str, instance: &str) -> bool {
+    describe_one(upstream, head, instance)
         .and_then(|b| between(&b, "instanceState").map(|s| s.contains("terminated")))
         .unwrap_or(false)
 }
@@ -492,6 +507,22 @@ fn answer(
             return Some(ok(&format!(
                 "<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>bootforge-double</requestId><instanceId>{id}</instanceId><timestamp>2026-01-01T00:00:00.000Z</timestamp><output>{output}</output></GetConsoleOutputResponse>"
             )));
+        }
+        "TerminateInstances" if s.faults.deny_terminate_profile.is_some() => {
+            let denied = s.faults.deny_terminate_profile.clone().unwrap_or_default();
+            drop(s);
+            let tagged = named.iter().any(|id| {
+                profile_of(upstream, &request.head, id).as_deref() == Some(denied.as_str())
+            });
+            return if tagged {
+                Some(error(
+                    "403 Forbidden",
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation. User: arn:aws:sts::222634388391:assumed-role/celery/i-0 is not authorized to perform: ec2:TerminateInstances",
+                ))
+            } else {
+                forward(upstream, request)
+            };
         }
         "RunInstances" => {}
         _ => {
