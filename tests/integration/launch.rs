@@ -933,3 +933,63 @@ fn spot_falls_back_to_on_demand() {
     );
     assert_eq!(w.live_with_job("spotty").len(), 1);
 }
+
+#[test]
+fn pass_role_is_on_the_role_inside_the_instance_profile() {
+    let policy = |extra: &[&str]| -> Json {
+        let run = Test::new()
+            .args(["iam-policy", "traffic-sign-gpu"])
+            .args(extra)
+            .run()
+            .success();
+        serde_json::from_str(&run.stdout()).unwrap()
+    };
+    let pass = |p: &Json| {
+        p["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Action"] == "iam:PassRole")
+            .cloned()
+    };
+    assert!(
+        pass(&policy(&[])).is_none(),
+        "no instance profile, no PassRole"
+    );
+    let p = policy(&[
+        "--set",
+        "instance.instance_profile=gpu-worker-profile",
+        "--set",
+        "instance.instance_role=gpu-worker-role-20241206",
+    ]);
+    let s = pass(&p).unwrap();
+    assert_eq!(
+        s["Resource"], "arn:aws:iam::222634388391:role/gpu-worker-role-20241206",
+        "the role's name, not the profile's"
+    );
+    assert_eq!(
+        s["Condition"]["StringEquals"]["iam:PassedToService"],
+        "ec2.amazonaws.com"
+    );
+    let p = policy(&[
+        "--set",
+        "instance.instance_profile=gpu-worker-profile",
+        "--set",
+        "instance.instance_role=arn:aws:iam::222634388391:role/service/gpu-worker",
+    ]);
+    assert_eq!(
+        pass(&p).unwrap()["Resource"],
+        "arn:aws:iam::222634388391:role/service/gpu-worker"
+    );
+    // The console is read only from the profile's own instances.
+    let console = p["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "ec2:GetConsoleOutput")
+        .unwrap();
+    assert_eq!(
+        console["Condition"]["StringEquals"]["aws:ResourceTag/bootforge:profile"],
+        "traffic-sign-gpu"
+    );
+}
