@@ -232,12 +232,18 @@ impl Checks<'_> {
                 "a role is given without the instance profile that carries it".to_string(),
                 Some("EC2 is given an instance profile, never a role: set instance.instance_profile"),
             ),
-            (Some(_), Some(role)) if !re(r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/)?[\w+=,.@/-]{1,512}$").is_match(role) => self.error(
+            (Some(_), Some(role))
+                if role.len() > 2048
+                    || !re(r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/)?[A-Za-z0-9_+=,.@/-]+$")
+                        .is_match(role) =>
+            {
+                self.error(
                 "bad-id",
                 "instance.instance_role",
                 format!("`{role}` is neither a role name nor a role ARN"),
                 Some("a role name is letters, digits and +=,.@_-; an ARN looks like arn:aws:iam::222634388391:role/NAME"),
-            ),
+            )
+            }
             _ => {}
         }
         if let Some(account) = i.account.clone()
