@@ -764,7 +764,7 @@ mod aws {
         let host_dir =
             std::path::PathBuf::from(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
         let seconds = |s: f64| Duration::from_secs_f64(s.max(0.05));
-        let intervals = operate::Intervals {
+        let intervals = crate::wait::Intervals {
             status: seconds(args.poll),
             ec2: seconds(args.ec2_poll),
             status_grace: Duration::from_secs_f64(args.status_grace.max(0.0)),
@@ -847,7 +847,7 @@ mod aws {
             let finished = match (&launched.finished, args.wait) {
                 (Some(f), _) => Some(f.clone()),
                 (None, true) => Some(
-                    operate::wait(&client, i, claims.dir(), intervals, args.follow, &mut on).await?,
+                    crate::wait::wait(&client, i, claims.dir(), intervals, args.follow, &mut on).await?,
                 ),
                 (None, false) => None,
             };
@@ -948,7 +948,7 @@ mod aws {
     /// Prints what terminating did; the exit code: 0 when every instance
     /// was terminated, 1 when EC2 refused some.
     fn report_terminations(
-        done: &[operate::Termination],
+        done: &[crate::reap::Termination],
         verb: &str,
         json_key: &str,
         extra: Option<(&str, serde_json::Value)>,
@@ -1015,7 +1015,7 @@ mod aws {
                 }
                 return Ok(0);
             }
-            let done = operate::terminate_by_profile(&client, &targets).await;
+            let done = crate::reap::terminate_by_profile(&client, &targets).await;
             Ok(report_terminations(&done, "terminating", "terminated", None, json))
         })
     }
@@ -1024,7 +1024,7 @@ mod aws {
         runtime()?.block_on(async {
             let client = ec2::client(region).await;
             let live = ec2::bootforge_instances(&client).await?;
-            let expired = operate::expired(&live, operate::now());
+            let expired = crate::reap::expired(&live, operate::now());
             let listed = serde_json::to_value(&expired).unwrap_or_default();
             if !yes {
                 if json {
@@ -1056,7 +1056,7 @@ mod aws {
                 return Ok(0);
             }
             let instances: Vec<Instance> = expired.iter().map(|e| e.instance.clone()).collect();
-            let done = operate::terminate_by_profile(&client, &instances).await;
+            let done = crate::reap::terminate_by_profile(&client, &instances).await;
             Ok(report_terminations(&done, "terminating", "terminated", Some(("expired", listed)), json))
         })
     }

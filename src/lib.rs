@@ -33,6 +33,8 @@ pub mod paths;
 mod patterns;
 mod payload;
 mod profile;
+#[cfg(feature = "aws")]
+pub mod reap;
 mod render;
 mod schema;
 #[cfg(feature = "smoke")]
@@ -40,6 +42,8 @@ pub mod smoke;
 mod snippet;
 mod source_map;
 mod validate;
+#[cfg(feature = "aws")]
+pub mod wait;
 
 pub use cli::run;
 pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};

@@ -1,0 +1,154 @@
+//! The rules of `reap` and `terminate`: only bootforge's instances, only
+//! past their deadline, one TerminateInstances call per profile.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::Client;
+use serde::Serialize;
+
+use crate::ec2::{self, Instance};
+
+/// Past this many seconds after launch, an instance without a readable
+/// deadline tag is reaped: the largest budget bootforge lets a job have
+/// (48 h of timeout, 2 h of grace) and the margin for boot and power-off.
+pub const UNKNOWN_DEADLINE_SECONDS: u64 = 50 * 3600 + crate::launch::DEADLINE_MARGIN_SECONDS;
+
+/// Why `reap` ends an instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expired {
+    pub instance: Instance,
+    /// The deadline it is past (seconds since the epoch).
+    pub deadline: u64,
+    /// Whether the deadline is its tag's, or its launch time plus the
+    /// largest budget (the tag is missing or unreadable).
+    pub from_tag: bool,
+}
+
+/// The instances `reap` ends: bootforge's (they carry its job tag), live,
+/// past their deadline.
+pub fn expired(instances: &[Instance], now: u64) -> Vec<Expired> {
+    instances
+        .iter()
+        .filter(|i| i.job.is_some() && !matches!(i.state.as_str(), "shutting-down" | "terminated"))
+        .filter_map(|i| {
+            let (deadline, from_tag) = match i.deadline_epoch() {
+                Some(d) => (d, true),
+                None => (i.launched? + UNKNOWN_DEADLINE_SECONDS, false),
+            };
+            (deadline < now).then(|| Expired {
+                instance: i.clone(),
+                deadline,
+                from_tag,
+            })
+        })
+        .collect()
+}
+
+/// What terminating one instance did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Termination {
+    pub instance_id: String,
+    pub profile: Option<String>,
+    pub terminated: bool,
+    /// Why not, when EC2 refused.
+    pub error: Option<String>,
+}
+
+/// Terminates `instances`, one TerminateInstances call per profile (each
+/// allowed by that profile's policy): a refusal fails that profile's
+/// instances, never the others'.
+pub async fn terminate_by_profile(client: &Client, instances: &[Instance]) -> Vec<Termination> {
+    let mut groups: BTreeMap<Option<String>, Vec<&Instance>> = BTreeMap::new();
+    for i in instances {
+        groups.entry(i.profile.clone()).or_default().push(i);
+    }
+    let mut done = Vec::new();
+    for (profile, group) in groups {
+        let ids: Vec<String> = group.iter().map(|i| i.id.clone()).collect();
+        let result = ec2::terminate(client, &ids).await;
+        for id in ids {
+            done.push(Termination {
+                instance_id: id,
+                profile: profile.clone(),
+                terminated: result.is_ok(),
+                error: result.as_ref().err().map(ToString::to_string),
+            });
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(
+        id: &str,
+        job: Option<&str>,
+        deadline: Option<&str>,
+        launched: u64,
+        state: &str,
+    ) -> Instance {
+        Instance {
+            id: id.to_string(),
+            state: state.to_string(),
+            instance_type: "g6e.xlarge".to_string(),
+            subnet: None,
+            private_ip: None,
+            launched: Some(launched),
+            profile: Some("p".to_string()),
+            job: job.map(str::to_string),
+            run: None,
+            deadline: deadline.map(str::to_string),
+            state_reason: None,
+        }
+    }
+
+    #[test]
+    fn reap_takes_only_bootforges_instances_past_their_deadline() {
+        let now = 2_000_000_000;
+        let list = [
+            instance(
+                "i-past",
+                Some("a"),
+                Some("2001-01-01T00:00:00Z"),
+                0,
+                "running",
+            ),
+            instance(
+                "i-future",
+                Some("b"),
+                Some("2100-01-01T00:00:00Z"),
+                0,
+                "running",
+            ),
+            instance(
+                "i-stranger",
+                None,
+                Some("2001-01-01T00:00:00Z"),
+                0,
+                "running",
+            ),
+            instance(
+                "i-garbled-old",
+                Some("c"),
+                Some("soon"),
+                now - UNKNOWN_DEADLINE_SECONDS - 1,
+                "running",
+            ),
+            instance("i-garbled-new", Some("d"), None, now - 3600, "running"),
+            instance(
+                "i-going",
+                Some("e"),
+                Some("2001-01-01T00:00:00Z"),
+                0,
+                "shutting-down",
+            ),
+        ];
+        let ids: Vec<String> = expired(&list, now)
+            .into_iter()
+            .map(|e| e.instance.id)
+            .collect();
+        assert_eq!(ids, ["i-past", "i-garbled-old"]);
+    }
+}
