@@ -89,9 +89,9 @@ enum Command {
         /// Rewrite the golden files that differ and remove stale ones.
         #[arg(long)]
         bless: bool,
-        /// Where the golden files are.
-        #[arg(long, value_name = "DIR", default_value = "golden")]
-        golden: PathBuf,
+        /// Where the golden files are (default: the project folder's golden/).
+        #[arg(long, value_name = "DIR")]
+        golden: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -294,15 +294,10 @@ where
     }
 }
 
-fn library(cli: &Cli) -> Result<Library> {
-    let mut library = Library::builtin();
-    for dir in &cli.profiles {
-        library.add_profiles_dir(dir)?;
-    }
-    for dir in &cli.snippets {
-        library.add_snippets_dir(dir)?;
-    }
-    Ok(library)
+fn library(cli: &Cli) -> Result<(Library, Option<crate::library::Project>)> {
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?;
+    Library::discover(&cwd, &cli.profiles, &cli.snippets)
 }
 
 /// A profile argument is a name, or a path when it names a .yaml file.
@@ -317,7 +312,7 @@ fn profile_name(library: &mut Library, arg: Option<&str>) -> Result<String> {
 }
 
 fn execute(cli: Cli) -> Result<i32> {
-    let mut library = library(&cli)?;
+    let (mut library, project) = library(&cli)?;
     match &cli.command {
         Command::Compile {
             profile,
@@ -416,6 +411,11 @@ fn execute(cli: Cli) -> Result<i32> {
             golden: dir,
             json,
         } => {
+            let dir = &dir.clone().unwrap_or_else(|| {
+                project
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("golden"), |p| p.root.join("golden"))
+            });
             let report = golden::check(&library, dir, *bless)?;
             if *json {
                 print_json(&report);
@@ -586,7 +586,7 @@ fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::List { what, json } => {
-            let rows: Vec<(String, String)> = match what {
+            let rows: Vec<(String, String, String)> = match what {
                 ListWhat::Profiles => {
                     let mut rows = Vec::new();
                     for name in library.profile_names() {
@@ -595,7 +595,17 @@ fn execute(cli: Cli) -> Result<i32> {
                             .unwrap_or_else(|e| {
                                 format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
                             });
-                        rows.push((name.to_string(), summary));
+                        let from = library
+                            .profile(name)
+                            .map(|f| {
+                                if f.path.is_some() {
+                                    f.display.clone()
+                                } else {
+                                    "built-in".to_string()
+                                }
+                            })
+                            .unwrap_or_default();
+                        rows.push((name.to_string(), summary, from));
                     }
                     rows
                 }
@@ -608,20 +618,28 @@ fn execute(cli: Cli) -> Result<i32> {
                             .unwrap_or_else(|e| {
                                 format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
                             });
-                        (name.to_string(), summary)
+                        let from = if files.from == "built-in" {
+                            files.from.clone()
+                        } else {
+                            files.dir.clone()
+                        };
+                        (name.to_string(), summary, from)
                     })
                     .collect(),
             };
             if *json {
                 let rows: Vec<_> = rows
                     .iter()
-                    .map(|(name, summary)| serde_json::json!({"name": name, "summary": summary}))
+                    .map(|(name, summary, from)| {
+                        serde_json::json!({"name": name, "summary": summary, "from": from})
+                    })
                     .collect();
                 print_json(&rows);
             } else {
-                let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-                for (name, summary) in rows {
-                    println!("{name:width$}  {summary}");
+                let width = rows.iter().map(|(n, _, _)| n.len()).max().unwrap_or(0);
+                let from_width = rows.iter().map(|(_, _, f)| f.len()).max().unwrap_or(0);
+                for (name, summary, from) in rows {
+                    println!("{name:width$}  {from:from_width$}  {summary}");
                 }
             }
             Ok(0)

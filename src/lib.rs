@@ -14,6 +14,7 @@
 // Errors end the command that meets them; their size costs nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod aws_names;
 pub mod catalog;
 pub mod claim;
 mod cli;

@@ -1,10 +1,12 @@
 //! Where profiles and snippets come from: the built-in ones embedded at build
-//! time, then directories given on the command line, later ones overriding
-//! earlier ones by name.
+//! time, then the user's project folder (the nearest directory, from the
+//! current one up, holding `profiles/`, `snippets/` or `golden/`, as git and
+//! just find theirs), then directories given on the command line; later
+//! ones override earlier ones by name.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -17,6 +19,8 @@ mod embedded {
 pub struct SourceFile {
     pub display: String,
     pub text: String,
+    /// The file on disk it was read from (none for built-in ones).
+    pub path: Option<PathBuf>,
 }
 
 /// A snippet's files: `snippet.yaml` and its templates, keyed by their path
@@ -25,6 +29,47 @@ pub struct SourceFile {
 pub struct SnippetFiles {
     pub dir: String,
     pub files: BTreeMap<String, String>,
+    /// Where it comes from: `built-in`, or its directory.
+    pub from: String,
+}
+
+/// A user's project folder: the nearest directory, from `start` up, that
+/// holds `profiles/`, `snippets/` or `golden/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub root: PathBuf,
+}
+
+impl Project {
+    pub fn find(start: &Path) -> Option<Project> {
+        start
+            .ancestors()
+            .find(|dir| {
+                ["profiles", "snippets", "golden"]
+                    .iter()
+                    .any(|sub| dir.join(sub).is_dir())
+            })
+            .map(|dir| Project {
+                root: dir.to_path_buf(),
+            })
+    }
+
+    /// `root/sub` when it is a directory.
+    pub fn dir(&self, sub: &str) -> Option<PathBuf> {
+        Some(self.root.join(sub)).filter(|d| d.is_dir())
+    }
+}
+
+/// `path` as messages show it: relative to the current directory when below
+/// it, as written otherwise.
+pub fn shown(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Every profile and snippet bootforge knows of.
@@ -50,6 +95,7 @@ impl Library {
                     SourceFile {
                         display: format!("profiles/{rel}"),
                         text: text.to_string(),
+                        path: None,
                     },
                 );
             }
@@ -62,6 +108,7 @@ impl Library {
                     .or_insert_with(|| SnippetFiles {
                         dir: format!("snippets/{name}"),
                         files: BTreeMap::new(),
+                        from: "built-in".to_string(),
                     })
                     .files
                     .insert(file.to_string(), text.to_string());
@@ -77,16 +124,35 @@ impl Library {
             let Some(name) = yaml_stem(&path) else {
                 continue;
             };
-            let text = read(&path)?;
-            self.profiles.insert(
-                name,
-                SourceFile {
-                    display: path.display().to_string(),
-                    text,
-                },
-            );
+            self.profiles.insert(name, source(&path)?);
         }
         Ok(())
+    }
+
+    /// The built-in profiles and snippets, then the project's (found from
+    /// `start` up), then `profiles` and `snippets` directories in order.
+    pub fn discover(
+        start: &Path,
+        profiles: &[PathBuf],
+        snippets: &[PathBuf],
+    ) -> Result<(Library, Option<Project>)> {
+        let mut library = Library::builtin();
+        let project = Project::find(start);
+        if let Some(project) = &project {
+            if let Some(dir) = project.dir("profiles") {
+                library.add_profiles_dir(&dir)?;
+            }
+            if let Some(dir) = project.dir("snippets") {
+                library.add_snippets_dir(&dir)?;
+            }
+        }
+        for dir in profiles {
+            library.add_profiles_dir(dir)?;
+        }
+        for dir in snippets {
+            library.add_snippets_dir(dir)?;
+        }
+        Ok((library, project))
     }
 
     /// Adds every snippet directory of `dir` (one holding a `snippet.yaml`),
@@ -103,8 +169,9 @@ impl Library {
             self.snippets.insert(
                 name,
                 SnippetFiles {
-                    dir: path.display().to_string(),
+                    dir: shown(&path),
                     files,
+                    from: shown(dir),
                 },
             );
         }
@@ -119,14 +186,7 @@ impl Library {
                 path.display()
             ),
         })?;
-        let text = read(path)?;
-        self.profiles.insert(
-            name.clone(),
-            SourceFile {
-                display: path.display().to_string(),
-                text,
-            },
-        );
+        self.profiles.insert(name.clone(), source(path)?);
         Ok(name)
     }
 
@@ -144,6 +204,7 @@ impl Library {
             SourceFile {
                 display: display.to_string(),
                 text: text.to_string(),
+                path: None,
             },
         );
     }
@@ -163,6 +224,21 @@ impl Library {
     pub fn snippet_names(&self) -> impl Iterator<Item = &str> {
         self.snippets.keys().map(String::as_str)
     }
+}
+
+fn source(path: &Path) -> Result<SourceFile> {
+    Ok(SourceFile {
+        display: shown(path),
+        text: read(path)?,
+        path: Some(path.to_path_buf()),
+    })
+}
+
+/// The profile `name` beside the file `beside` (`extends` of a profile
+/// given by path finds its sibling first).
+pub fn sibling(beside: &SourceFile, name: &str) -> Option<SourceFile> {
+    let path = beside.path.as_ref()?.with_file_name(format!("{name}.yaml"));
+    path.is_file().then(|| source(&path).ok()).flatten()
 }
 
 fn yaml_stem(path: &Path) -> Option<String> {

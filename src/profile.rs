@@ -345,7 +345,9 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
             chain.push(current);
             return Err(Error::ExtendsCycle { chain, location });
         }
-        let Some(source) = library.profile(&current) else {
+        // A profile on disk finds the parent beside it first.
+        let beside = child.and_then(|c| crate::library::sibling(c, &current));
+        let Some(source) = beside.as_ref().or_else(|| library.profile(&current)) else {
             let known: Vec<String> = library.profile_names().map(str::to_string).collect();
             let suggestion = did_you_mean(&current, known.iter().map(String::as_str));
             return Err(match child {

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::aws_names;
 use crate::catalog;
 use crate::library::Library;
 use crate::snippet::{Param, ParamKind, Snippet};
@@ -11,6 +12,14 @@ const DURATION: &str = "^([0-9]+[smhd])+$";
 
 fn duration(description: &str) -> Json {
     json!({"type": "string", "pattern": DURATION, "description": format!("{description} (like 90s, 120m, 2h)")})
+}
+
+/// An instance type: one the SDK knows when it is built in, else its shape.
+fn instance_type() -> Json {
+    match aws_names::instance_types() {
+        Some(known) => json!({"type": "string", "enum": known}),
+        None => json!({"type": "string", "pattern": aws_names::INSTANCE_TYPE}),
+    }
 }
 
 fn id(pattern: &str, description: &str) -> Json {
@@ -77,12 +86,12 @@ pub fn profile_schema(library: &Library) -> Json {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {
-                    "region": id("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", "The AWS region, like us-east-2"),
-                    "ami": id("^ami-([0-9a-f]{8}|[0-9a-f]{17})$", "The AMI to boot"),
-                    "types": list_of(json!({"type": "string", "pattern": "^[a-z][a-z0-9-]*\\.[a-z0-9]+$"}), "Instance types, tried in order"),
-                    "subnets": list_of(id("^subnet-([0-9a-f]{8}|[0-9a-f]{17})$", "A subnet id"), "Subnets, tried in order"),
-                    "availability_zone": id("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", "The subnets' zone, checked against the region"),
-                    "security_groups": {"type": "array", "items": id("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", "A security group id")},
+                    "region": {"type": "string", "enum": aws_names::REGIONS, "description": "The AWS region, like us-east-2"},
+                    "ami": id(aws_names::AMI, "The AMI to boot"),
+                    "types": list_of(instance_type(), "Instance types, tried in order"),
+                    "subnets": list_of(id(aws_names::SUBNET, "A subnet id"), "Subnets, tried in order"),
+                    "availability_zone": id(aws_names::AVAILABILITY_ZONE, "The subnets' zone, checked against the region"),
+                    "security_groups": {"type": "array", "items": id(aws_names::SECURITY_GROUP, "A security group id")},
                     "key_pair": {"type": "string", "minLength": 1, "maxLength": 255},
                     "instance_profile": {"type": "string", "description": "The IAM instance profile's name"},
                     "instance_role": {"type": "string", "description": "The IAM role inside the instance profile: its name or its ARN (iam:PassRole is on the role)"},
@@ -91,7 +100,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "spot": {"type": "boolean"},
                     "metadata_tags": {"type": "boolean", "description": "Whether the instance may read its tags from the metadata service"},
                     "max_cost_usd": {"type": "number", "minimum": 0, "description": "Refuse to launch when price × (timeout + grace) exceeds this"},
-                    "account": {"type": "string", "pattern": "^[0-9]{12}$", "description": "The AWS account, for the ARNs of iam-policy"},
+                    "account": id(aws_names::ACCOUNT, "The AWS account, for the ARNs of iam-policy"),
                     "gpu": {"type": "string", "enum": catalog::gpu_models(), "description": "The GPU the instance types must carry"},
                     "tags": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 256}},
                 },

@@ -7,9 +7,10 @@ use regex::Regex;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
+use crate::aws_names;
 use crate::catalog;
 use crate::compile::{Compiled, compile};
-use crate::error::{Error, Location};
+use crate::error::{Error, Location, did_you_mean};
 use crate::library::Library;
 use crate::payload::USER_DATA_LIMIT;
 use crate::profile::{LoadedProfile, Override};
@@ -173,12 +174,24 @@ impl Checks<'_> {
     fn identifiers(&mut self) {
         let i = &self.p.profile.instance;
         let region = i.region.clone();
-        if !re(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov)?-(north|south|east|west|central|northeast|southeast|northwest|southwest)-\d$")
-            .is_match(&region)
-        {
-            self.error("bad-id", "instance.region", format!("`{region}` is not an AWS region"), Some("regions look like us-east-2"));
+        if !aws_names::REGIONS.contains(&region.as_str()) {
+            let help = match did_you_mean(&region, aws_names::REGIONS.iter().copied()) {
+                Some(r) => format!(
+                    "did you mean `{r}`? (the regions are the AWS SDK's, every partition's)"
+                ),
+                None => {
+                    "regions look like us-east-2 (the regions are the AWS SDK's, every partition's)"
+                        .to_string()
+                }
+            };
+            self.error(
+                "unknown-region",
+                "instance.region",
+                format!("`{region}` is not an AWS region"),
+                Some(&help),
+            );
         }
-        if !re(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(&i.ami) {
+        if !re(aws_names::AMI).is_match(&i.ami) {
             let ami = i.ami.clone();
             self.error(
                 "bad-id",
@@ -188,7 +201,7 @@ impl Checks<'_> {
             );
         }
         for (n, subnet) in i.subnets.clone().iter().enumerate() {
-            if !re(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(subnet) {
+            if !re(aws_names::SUBNET).is_match(subnet) {
                 self.error(
                     "bad-id",
                     &format!("instance.subnets[{n}]"),
@@ -198,7 +211,7 @@ impl Checks<'_> {
             }
         }
         for (n, sg) in i.security_groups.clone().iter().enumerate() {
-            if !re(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$").is_match(sg) {
+            if !re(aws_names::SECURITY_GROUP).is_match(sg) {
                 self.error(
                     "bad-id",
                     &format!("instance.security_groups[{n}]"),
@@ -247,7 +260,7 @@ impl Checks<'_> {
             _ => {}
         }
         if let Some(account) = i.account.clone()
-            && !re(r"^[0-9]{12}$").is_match(&account)
+            && !re(aws_names::ACCOUNT).is_match(&account)
         {
             self.error(
                 "bad-id",
@@ -256,7 +269,10 @@ impl Checks<'_> {
                 Some("an account id is 12 digits"),
             );
         }
+        // Against an unknown region, every zone would look wrong: the region
+        // has its own error.
         if let Some(az) = i.availability_zone.clone()
+            && aws_names::REGIONS.contains(&region.as_str())
             && !(az.len() == region.len() + 1
                 && az.starts_with(&region)
                 && az.ends_with(|c: char| c.is_ascii_lowercase()))
@@ -303,6 +319,22 @@ impl Checks<'_> {
         let family = catalog::ami_family(&i.ami);
         for (n, name) in i.types.iter().enumerate() {
             let path = format!("instance.types[{n}]");
+            if let Some(known) = aws_names::instance_types()
+                && !known.contains(&name.as_str())
+            {
+                let help = match did_you_mean(name, known.iter().copied()) {
+                    Some(t) => format!("did you mean `{t}`? (the types are the AWS SDK's)"),
+                    None => "instance types look like g6e.xlarge (the types are the AWS SDK's)"
+                        .to_string(),
+                };
+                self.error(
+                    "unknown-instance-type",
+                    &path,
+                    format!("`{name}` is not an EC2 instance type"),
+                    Some(&help),
+                );
+                continue;
+            }
             let Some(t) = catalog::lookup(name) else {
                 self.warn("unknown-type", &path, format!("`{name}` is not in bootforge's catalog: its GPU and price cannot be checked"), Some("the catalog holds the G4dn, G5, G6, G6e, P3, P4d and P5 families; check the type's GPU and price yourself"));
                 continue;

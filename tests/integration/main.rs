@@ -11,6 +11,7 @@ mod golden;
 mod launch;
 #[cfg(feature = "aws")]
 mod one_job;
+mod project;
 #[cfg(feature = "aws")]
 mod proxy;
 mod runner;
