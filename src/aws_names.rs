@@ -94,6 +94,48 @@ mod tests {
         }
     }
 
+    /// The copy of the regions is the SDK's own list, every partition's.
+    #[cfg(feature = "aws")]
+    #[test]
+    fn the_regions_are_the_sdks() {
+        let rustc = std::process::Command::new("rustc").arg("-vV").output().unwrap();
+        let host = String::from_utf8_lossy(&rustc.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            .unwrap();
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--filter-platform", &host])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "aws-sdk-ec2")
+            .and_then(|p| p["manifest_path"].as_str())
+            .unwrap();
+        let source = std::fs::read_to_string(
+            std::path::Path::new(manifest).with_file_name("src/endpoint_lib.rs"),
+        )
+        .unwrap();
+        let start = source.find("new_from_json(b\"").unwrap() + "new_from_json(b\"".len();
+        let end = start + source[start..].find("\").expect").unwrap();
+        let json = source[start..end].replace("\\\\", "\\").replace("\\\"", "\"");
+        let partitions: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut sdk: Vec<String> = partitions["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["regions"].as_object().unwrap().keys().cloned())
+            .filter(|r| !r.ends_with("-global"))
+            .collect();
+        sdk.sort();
+        let ours: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
+        assert_eq!(ours, sdk, "update REGIONS to the SDK's list");
+    }
+
     #[cfg(feature = "aws")]
     #[test]
     fn the_sdk_knows_the_catalogs_types() {
