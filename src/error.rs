@@ -70,6 +70,7 @@ pub enum Error {
     },
     /// YAML that does not parse, or has the wrong shape (unknown key, wrong type).
     Yaml {
+        kind: YamlKind,
         what: &'static str,
         location: Option<Location>,
         file: String,
@@ -179,6 +180,99 @@ pub enum Error {
         profile: String,
         reasons: Vec<String>,
     },
+    // What `validate` finds in a profile that compiles.
+    /// Not a region of any AWS partition.
+    UnknownRegion {
+        region: String,
+        suggestion: Option<String>,
+    },
+    /// An id that does not have its kind's shape.
+    BadId { kind: IdKind, value: String },
+    /// An instance profile without the role in it, or a role without one.
+    InstanceRoleMissing { instance_profile: Option<String> },
+    /// An availability zone of another region.
+    RegionMismatch { zone: String, region: String },
+    /// A tag key AWS or bootforge sets.
+    ReservedTag { key: String },
+    /// A tag too long, or with an empty key.
+    BadTag,
+    /// Not an EC2 instance type (the SDK's list).
+    UnknownInstanceType {
+        name: String,
+        suggestion: Option<String>,
+    },
+    /// An instance type bootforge's catalog does not know.
+    NotInCatalog { name: String },
+    /// The type does not carry the GPU the profile expects.
+    GpuMismatch {
+        instance_type: String,
+        has: String,
+        memory_gib: u32,
+        expected: String,
+        /// A type that carries it, and how many more do.
+        carried_by: Option<(String, usize)>,
+        models: Vec<String>,
+    },
+    /// The AMI's family does not support the type.
+    AmiFamily {
+        ami: String,
+        description: String,
+        family: String,
+        supports: Vec<String>,
+    },
+    /// A job on the type may cost more than the profile allows.
+    OverBudget {
+        instance_type: String,
+        cost: f64,
+        price_per_hour: f64,
+        hours: f64,
+        ceiling: f64,
+    },
+    /// A budget past what a one-shot job may take (error) or too short to
+    /// boot (warning).
+    TimeoutBounds { timeout: String, too_long: bool },
+    /// A grace too short for the finalizer (error) or long enough to pay
+    /// for a stuck instance (warning).
+    GraceBounds { grace: String, too_long: bool },
+    /// SIGKILL's wait and the finalizer's bound do not fit in the grace.
+    FinalizerPastGrace {
+        kill_after: String,
+        finalize_seconds: u64,
+        grace: String,
+    },
+    /// No dead-man's switch.
+    NoDeadman,
+    /// The setup phases' bounds add up to the whole budget.
+    SetupBudget { setup_seconds: u64, timeout_seconds: u64 },
+    /// A mount point given twice.
+    MountedTwice { mount_point: String },
+    /// A mount listed after the one it hides.
+    MountHidden { outer: String, inner: String },
+    /// A path no mount and no written file provides.
+    PathNotProvided {
+        path: String,
+        /// The pipeline's script (an error); else the requirements (a warning).
+        required: bool,
+        mount_points: Vec<String>,
+    },
+    /// The requirements' cache on a disk that goes with the instance.
+    CacheNotKept { cache_dir: String },
+    /// The logs on a disk that goes with the instance.
+    LogsNotKept { log_dir: String },
+    /// A value that looks like a secret.
+    Secret { path: String, what: &'static str },
+    /// The payload near EC2's limit, or gzipped to fit without asking.
+    SizeBudget { raw: usize, gzipped: bool },
+    /// A generated script that bash cannot parse.
+    BadScript {
+        file: String,
+        line: usize,
+        what: String,
+        at: usize,
+        snippet: String,
+        template: String,
+        fed_by: Vec<String>,
+    },
     /// The account's quota is reached: not an error of the profile, and no
     /// other subnet or type helps; later, or a quota increase, does.
     Quota { code: String, message: String },
@@ -189,6 +283,85 @@ pub enum Error {
         message: String,
         help: Option<String>,
     },
+}
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// The kinds of AWS ids a profile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Ami,
+    Subnet,
+    SecurityGroup,
+    KeyPair,
+    Account,
+    InstanceType,
+    Role,
+}
+
+/// What is wrong with a YAML file: decided where serde's error enters
+/// bootforge ([`YamlKind::of_serde`]), never from a message later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YamlKind {
+    /// It does not parse.
+    Syntax,
+    /// A key the format does not have.
+    UnknownKey,
+    /// A key given twice in one mapping.
+    DuplicateKey,
+    /// A value of the wrong type or out of its range.
+    WrongType,
+}
+
+impl YamlKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            YamlKind::Syntax => "yaml-syntax",
+            YamlKind::UnknownKey => "unknown-key",
+            YamlKind::DuplicateKey => "yaml-duplicate-key",
+            YamlKind::WrongType => "wrong-type",
+        }
+    }
+
+    /// serde reports what went wrong only as text: this is the one place
+    /// that text is read, as each error enters from serde. The phrases are
+    /// serde's own (`unknown field`, `invalid type`, `invalid value`,
+    /// `missing field`), serde_yaml's (`duplicate entry`) and those of
+    /// bootforge's own deserializers ([`crate::Duration`]).
+    pub fn of_serde(message: &str) -> YamlKind {
+        let has = |p: &str| message.contains(p);
+        if has("unknown field") || has("unknown variant") {
+            YamlKind::UnknownKey
+        } else if has("duplicate entry") {
+            YamlKind::DuplicateKey
+        } else if has("invalid type")
+            || has("invalid value")
+            || has("invalid length")
+            || has("missing field")
+            || has("not a duration")
+            || has("has no unit")
+            || has("longer than a week")
+        {
+            YamlKind::WrongType
+        } else {
+            YamlKind::Syntax
+        }
+    }
 }
 
 /// The exit code of a refusal for quota: the "try later" of sysexits.h.
@@ -217,16 +390,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
-            Error::Yaml { message, .. } if message.contains("unknown field") => "unknown-key",
-            Error::Yaml { message, .. }
-                if message.contains("invalid type")
-                    || message.contains("invalid value")
-                    || message.contains("not a duration")
-                    || message.contains("has no unit") =>
-            {
-                "wrong-type"
-            }
-            Error::Yaml { .. } => "yaml-syntax",
+            Error::Yaml { kind, .. } => kind.code(),
             Error::Profile { .. } => "invalid-value",
             Error::UnknownProfile { .. } => "unknown-profile",
             Error::UnknownSnippet { .. } => "unknown-snippet",
@@ -246,6 +410,50 @@ impl Error {
             Error::CostGuard { .. } => "over-budget",
             Error::Aws { .. } => "aws",
             Error::Quota { .. } => "quota",
+            Error::UnknownRegion { .. } => "unknown-region",
+            Error::BadId { .. } => "bad-id",
+            Error::InstanceRoleMissing { .. } => "instance-role-missing",
+            Error::RegionMismatch { .. } => "region-mismatch",
+            Error::ReservedTag { .. } => "reserved-tag",
+            Error::BadTag => "bad-tag",
+            Error::UnknownInstanceType { .. } => "unknown-instance-type",
+            Error::NotInCatalog { .. } => "unknown-type",
+            Error::GpuMismatch { .. } => "gpu-mismatch",
+            Error::AmiFamily { .. } => "ami-family",
+            Error::OverBudget { .. } => "over-budget",
+            Error::TimeoutBounds { .. } => "timeout-bounds",
+            Error::GraceBounds { .. } | Error::FinalizerPastGrace { .. } => "grace-bounds",
+            Error::NoDeadman => "no-deadman",
+            Error::SetupBudget { .. } => "setup-budget",
+            Error::MountedTwice { .. } | Error::MountHidden { .. } => "mount-overlap",
+            Error::PathNotProvided { .. } => "path-not-provided",
+            Error::CacheNotKept { .. } => "cache-not-kept",
+            Error::LogsNotKept { .. } => "logs-not-kept",
+            Error::Secret { .. } => "secret",
+            Error::SizeBudget { .. } => "size-budget",
+            Error::BadScript { .. } => "bad-script",
+        }
+    }
+
+    /// How bad it is: what stops a launch is an error, what may be meant a
+    /// warning (`validate --strict` fails on both).
+    pub fn severity(&self) -> Severity {
+        match self {
+            Error::NotInCatalog { .. }
+            | Error::AmiFamily { .. }
+            | Error::TimeoutBounds {
+                too_long: false, ..
+            }
+            | Error::GraceBounds { too_long: true, .. }
+            | Error::NoDeadman
+            | Error::SetupBudget { .. }
+            | Error::PathNotProvided {
+                required: false, ..
+            }
+            | Error::CacheNotKept { .. }
+            | Error::LogsNotKept { .. }
+            | Error::SizeBudget { .. } => Severity::Warning,
+            _ => Severity::Error,
         }
     }
 
@@ -423,6 +631,124 @@ impl Error {
             Error::Quota { code, message } => {
                 format!("RunInstances: {code}: {message}")
             }
+            Error::UnknownRegion { region, .. } => format!("`{region}` is not an AWS region"),
+            Error::BadId { kind, value } => match kind {
+                IdKind::Ami => format!("`{value}` is not an AMI id"),
+                IdKind::Subnet => format!("`{value}` is not a subnet id"),
+                IdKind::SecurityGroup => format!("`{value}` is not a security group id"),
+                IdKind::KeyPair => format!("{value:?} is not a key pair name"),
+                IdKind::Account => format!("`{value}` is not an AWS account id"),
+                IdKind::InstanceType => format!("`{value}` is not an instance type"),
+                IdKind::Role => format!("`{value}` is neither a role name nor a role ARN"),
+            },
+            Error::InstanceRoleMissing {
+                instance_profile: Some(p),
+            } => format!("the instance profile `{p}` is given without the role inside it"),
+            Error::InstanceRoleMissing {
+                instance_profile: None,
+            } => "a role is given without the instance profile that carries it".to_string(),
+            Error::RegionMismatch { zone, region } => {
+                format!("`{zone}` is not an availability zone of region `{region}`")
+            }
+            Error::ReservedTag { key } => format!("tag `{key}` is set by AWS or by bootforge"),
+            Error::BadTag => "tag keys are 1 to 128 characters, values at most 256".to_string(),
+            Error::UnknownInstanceType { name, .. } => {
+                format!("`{name}` is not an EC2 instance type")
+            }
+            Error::NotInCatalog { name } => format!(
+                "`{name}` is not in bootforge's catalog: its GPU and price cannot be checked"
+            ),
+            Error::GpuMismatch {
+                instance_type,
+                has,
+                memory_gib,
+                expected,
+                ..
+            } => format!(
+                "`{instance_type}` carries an NVIDIA {has} {memory_gib} GB, not the {expected} that `instance.gpu` expects"
+            ),
+            Error::AmiFamily {
+                ami,
+                description,
+                family,
+                ..
+            } => format!("the AMI {ami} ({description}) does not support the {family} family"),
+            Error::OverBudget {
+                instance_type,
+                cost,
+                price_per_hour,
+                hours,
+                ceiling,
+            } => format!(
+                "a job on {instance_type} may cost ${cost:.2} (${price_per_hour:.4}/h × {hours:.2} h of timeout and grace), over the ceiling of ${ceiling:.2}"
+            ),
+            Error::TimeoutBounds {
+                timeout,
+                too_long: true,
+            } => format!("a budget of {timeout} is past the 48 h a one-shot job may take"),
+            Error::TimeoutBounds {
+                timeout,
+                too_long: false,
+            } => format!("a budget of {timeout} leaves no time to boot and mount"),
+            Error::GraceBounds {
+                grace,
+                too_long: false,
+            } => format!(
+                "a grace of {grace} leaves the finalizer no time to write the status before the dead-man's switch"
+            ),
+            Error::GraceBounds {
+                grace,
+                too_long: true,
+            } => format!("a grace of {grace} keeps a finished-or-stuck instance paid for long"),
+            Error::FinalizerPastGrace {
+                kill_after,
+                finalize_seconds,
+                grace,
+            } => format!(
+                "SIGKILL {kill_after} after the timeout and {finalize_seconds}s for the finalizer do not fit in the {grace} grace"
+            ),
+            Error::NoDeadman => "the profile has no dead-man's switch: nothing powers the instance off if the runner never starts".to_string(),
+            Error::SetupBudget {
+                setup_seconds,
+                timeout_seconds,
+            } => format!(
+                "the setup phases may take up to {setup_seconds}s, the whole {timeout_seconds}s budget"
+            ),
+            Error::MountedTwice { mount_point } => {
+                format!("{mount_point} is mounted twice; the second mount hides the first")
+            }
+            Error::MountHidden { outer, inner } => format!("mounting {outer} after {inner} hides it"),
+            Error::PathNotProvided { path, .. } => format!(
+                "{path} is on no mounted file system and not written by the payload: it will not be there at boot"
+            ),
+            Error::CacheNotKept { cache_dir } => format!(
+                "{cache_dir} is on no mounted file system: the cached environments are lost with the instance and no later job finds them"
+            ),
+            Error::LogsNotKept { log_dir } => format!(
+                "{log_dir} is on no mounted file system: logs and status are lost when the instance terminates"
+            ),
+            Error::Secret { path, what } => format!(
+                "`{path}` holds {what}; user-data is readable by any process on the instance and in the EC2 console"
+            ),
+            Error::SizeBudget { raw, gzipped: false } => format!(
+                "the payload is {raw} bytes, {}% of EC2's {}-byte limit",
+                raw * 100 / crate::payload::USER_DATA_LIMIT,
+                crate::payload::USER_DATA_LIMIT
+            ),
+            Error::SizeBudget { raw, gzipped: true } => {
+                format!("the payload is {raw} bytes raw and had to be gzipped to fit")
+            }
+            Error::BadScript {
+                file,
+                line,
+                what,
+                at,
+                snippet,
+                template,
+                ..
+            } => format!(
+                "{file} does not parse at its line {line}: {what}; that line is line {at} of what snippet `{snippet}` renders from {template}"
+            ),
             Error::Aws {
                 operation,
                 code,
@@ -447,6 +773,59 @@ impl Error {
             | Error::Param { help, .. }
             | Error::Environment { help, .. }
             | Error::Aws { help, .. } => help.clone(),
+            Error::UnknownRegion { suggestion, .. } => Some(match suggestion {
+                Some(r) => format!("did you mean `{r}`? (the regions are the AWS SDK's, every partition's)"),
+                None => "regions look like us-east-2 (the regions are the AWS SDK's, every partition's)".to_string(),
+            }),
+            Error::BadId { kind, .. } => Some(
+                match kind {
+                    IdKind::Ami => "AMI ids look like ami-0d67eb9a9a933bd88",
+                    IdKind::Subnet => "subnet ids look like subnet-098dc7573fb6bf8bd",
+                    IdKind::SecurityGroup => "security group ids look like sg-0906d54ac3d704022 (give ids, not names)",
+                    IdKind::KeyPair => "a key pair name is 1 to 255 printable ASCII characters",
+                    IdKind::Account => "an account id is 12 digits",
+                    IdKind::InstanceType => "instance types look like g6e.xlarge",
+                    IdKind::Role => "a role name is letters, digits and +=,.@_-; an ARN looks like arn:aws:iam::222634388391:role/NAME",
+                }
+                .to_string(),
+            ),
+            Error::InstanceRoleMissing { instance_profile: Some(_) } => Some("name the role too (instance.instance_role: its name or ARN): `iam-policy` scopes iam:PassRole to the role, whose name is often not the profile's".to_string()),
+            Error::InstanceRoleMissing { instance_profile: None } => Some("EC2 is given an instance profile, never a role: set instance.instance_profile".to_string()),
+            Error::RegionMismatch { .. } => Some("an availability zone is its region and a letter, like us-east-2b".to_string()),
+            Error::ReservedTag { .. } => Some("choose another key; bootforge sets Name and the bootforge:* tags itself".to_string()),
+            Error::UnknownInstanceType { suggestion, .. } => Some(match suggestion {
+                Some(t) => format!("did you mean `{t}`? (the types are the AWS SDK's)"),
+                None => "instance types look like g6e.xlarge (the types are the AWS SDK's)".to_string(),
+            }),
+            Error::NotInCatalog { .. } => Some("the catalog holds the G4dn, G5, G6, G6e, P3, P4d and P5 families; check the type's GPU and price yourself".to_string()),
+            Error::GpuMismatch { carried_by: Some((t, more)), expected, has, .. } => Some(format!("the {expected} is on {t} (and {more} more); or expect `gpu: {has}`")),
+            Error::GpuMismatch { carried_by: None, models, .. } => Some(format!("known GPU models: {}", models.join(", "))),
+            Error::AmiFamily { supports, .. } => Some(format!("it supports {}", supports.join(", "))),
+            Error::OverBudget { .. } => Some("raise max_cost_usd, shorten job.timeout, or choose a cheaper type".to_string()),
+            Error::TimeoutBounds { too_long: true, .. } => Some("split the job, or raise this check's bound in bootforge if you mean it".to_string()),
+            Error::GraceBounds { too_long: false, .. } => Some("give it at least 1m; 5m to 10m is usual".to_string()),
+            Error::FinalizerPastGrace { finalize_seconds, .. } => Some(format!("make the grace at least kill_after + {finalize_seconds}s (the finalizer's bound, snippets.shutdown-trap.finalize_seconds)")),
+            Error::NoDeadman => Some("add `deadman: {}` first under `snippets:`".to_string()),
+            Error::SetupBudget { .. } => Some("lengthen job.timeout or shorten the setup bounds".to_string()),
+            Error::MountHidden { .. } => Some("list the outer mount point first".to_string()),
+            Error::PathNotProvided { mount_points, .. } if mount_points.is_empty() => Some("mount the file system that holds it with the efs-mount snippet".to_string()),
+            Error::PathNotProvided { mount_points, .. } => {
+                let mut distinct: Vec<&String> = Vec::new();
+                for m in mount_points {
+                    if !distinct.contains(&m) {
+                        distinct.push(m);
+                    }
+                }
+                let distinct: Vec<&str> = distinct.into_iter().map(String::as_str).collect();
+                Some(format!("the mount points are {}", distinct.join(", ")))
+            }
+            Error::CacheNotKept { .. } => Some("put the cache under an EFS mount point".to_string()),
+            Error::LogsNotKept { .. } => Some("put job.log_dir under an EFS mount point".to_string()),
+            Error::Secret { .. } => Some("keep secrets in AWS Secrets Manager or SSM Parameter Store and let the instance's role read them at run time".to_string()),
+            Error::SizeBudget { gzipped: false, .. } => Some("little room is left: keep large content on the EFS".to_string()),
+            Error::SizeBudget { gzipped: true, .. } => Some("set `output.compression: gzip` to make that explicit, or move content to the EFS".to_string()),
+            Error::BadScript { fed_by, .. } if fed_by.is_empty() => Some("the snippet's template is wrong: fix it".to_string()),
+            Error::BadScript { fed_by, .. } => Some(format!("the snippet was given {}; a value printed with `| safe` must be valid shell", fed_by.join(", "))),
             Error::Quota { .. } => Some(
                 "the account's quota for this kind of instance is used up: try later (exit code 75), or ask AWS for more in Service Quotas".to_string(),
             ),

@@ -455,11 +455,28 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
     let yaml_error = |e: serde_yaml_ng::Error, path: Option<String>| {
         // The path, when there is one, gives the whole key or value to underline.
         let map = SourceMap::new(text);
-        let unknown = e.to_string().contains("unknown field");
-        let span = path
-            .as_deref()
-            .filter(|p| *p != ".")
-            .and_then(|p| if unknown { map.key(p) } else { map.locate(p) });
+        let kind = crate::error::YamlKind::of_serde(&e.to_string());
+        let unknown = kind == crate::error::YamlKind::UnknownKey;
+        // serde_yaml says `job: duplicate entry with key "timeout"`: point
+        // at the second key, the one to remove.
+        let duplicate = (kind == crate::error::YamlKind::DuplicateKey)
+            .then(|| {
+                let text = e.to_string();
+                let (mapping, rest) = text.split_once(": duplicate entry with key \"")?;
+                let key = rest.split('"').next()?;
+                let mapping = mapping.trim_start_matches('.');
+                map.key(&if mapping.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{mapping}.{key}")
+                })
+            })
+            .flatten();
+        let span = duplicate.or_else(|| {
+            path.as_deref()
+                .filter(|p| *p != ".")
+                .and_then(|p| if unknown { map.key(p) } else { map.locate(p) })
+        });
         let location = match span {
             Some(s) => Some(Location::in_source(display, text, s.line, s.column).with_len(s.len)),
             None => e
@@ -473,6 +490,7 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
         };
         let message = humanize(&strip_path_prefix(&message, path.as_deref()));
         Error::Yaml {
+            kind,
             what: "profile",
             location,
             file: display.to_string(),
@@ -489,6 +507,7 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
         Value::Mapping(m) => Value::Mapping(m),
         _ => {
             return Err(Error::Yaml {
+                kind: crate::error::YamlKind::WrongType,
                 what: "profile",
                 location: None,
                 file: display.to_string(),

@@ -146,6 +146,7 @@ impl Snippet {
                 .map_or(message.clone(), |(h, _)| h.to_string());
             let message = crate::error::strip_path_prefix(&message, Some(&path));
             Error::Yaml {
+                kind: crate::error::YamlKind::of_serde(&message),
                 what: "snippet manifest",
                 location,
                 file: display.clone(),

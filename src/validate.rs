@@ -10,27 +10,12 @@ use serde_yaml_ng::Value;
 use crate::aws_names;
 use crate::catalog;
 use crate::compile::{Compiled, compile};
-use crate::error::{Error, Location, did_you_mean};
+use crate::error::{Error, IdKind, Location, did_you_mean};
 use crate::library::Library;
 use crate::payload::USER_DATA_LIMIT;
 use crate::profile::{LoadedProfile, Override};
 
-/// How bad a problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Error,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        })
-    }
-}
+pub use crate::error::Severity;
 
 /// One problem, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +34,7 @@ pub struct Diagnostic {
 impl From<&Error> for Diagnostic {
     fn from(e: &Error) -> Diagnostic {
         Diagnostic {
-            severity: Severity::Error,
+            severity: e.severity(),
             code: e.code(),
             message: e.message(),
             path: match e {
@@ -136,14 +121,8 @@ fn int(v: Option<&Value>) -> u64 {
 }
 
 impl Checks<'_> {
-    fn report(
-        &mut self,
-        severity: Severity,
-        code: &'static str,
-        path: &str,
-        message: String,
-        help: Option<&str>,
-    ) {
+    /// Records `problem` at the profile value `path`.
+    fn report(&mut self, path: &str, problem: Error) {
         let origin = self.p.origin(path);
         let (file, location) = match &origin {
             crate::profile::Origin::Set(arg) => (
@@ -153,163 +132,112 @@ impl Checks<'_> {
             o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
         };
         self.found.push(Diagnostic {
-            severity,
-            code,
-            message,
+            severity: problem.severity(),
+            code: problem.code(),
+            message: problem.message(),
             path: Some(path.to_string()),
             file,
             location,
-            help: help.map(str::to_string),
+            help: problem.help(),
         });
     }
 
-    fn error(&mut self, code: &'static str, path: &str, message: String, help: Option<&str>) {
-        self.report(Severity::Error, code, path, message, help);
-    }
-
-    fn warn(&mut self, code: &'static str, path: &str, message: String, help: Option<&str>) {
-        self.report(Severity::Warning, code, path, message, help);
-    }
-
     fn identifiers(&mut self) {
-        let i = &self.p.profile.instance;
+        let i = self.p.profile.instance.clone();
         let region = i.region.clone();
         if !aws_names::REGIONS.contains(&region.as_str()) {
-            let help = match did_you_mean(&region, aws_names::REGIONS.iter().copied()) {
-                Some(r) => format!(
-                    "did you mean `{r}`? (the regions are the AWS SDK's, every partition's)"
-                ),
-                None => {
-                    "regions look like us-east-2 (the regions are the AWS SDK's, every partition's)"
-                        .to_string()
-                }
-            };
-            self.error(
-                "unknown-region",
+            self.report(
                 "instance.region",
-                format!("`{region}` is not an AWS region"),
-                Some(&help),
+                Error::UnknownRegion {
+                    suggestion: did_you_mean(&region, aws_names::REGIONS.iter().copied()),
+                    region: region.clone(),
+                },
             );
         }
+        let bad = |kind, value: &str| Error::BadId {
+            kind,
+            value: value.to_string(),
+        };
         if !re(aws_names::AMI).is_match(&i.ami) {
-            let ami = i.ami.clone();
-            self.error(
-                "bad-id",
-                "instance.ami",
-                format!("`{ami}` is not an AMI id"),
-                Some("AMI ids look like ami-0d67eb9a9a933bd88"),
-            );
+            self.report("instance.ami", bad(IdKind::Ami, &i.ami));
         }
-        for (n, subnet) in i.subnets.clone().iter().enumerate() {
+        for (n, subnet) in i.subnets.iter().enumerate() {
             if !re(aws_names::SUBNET).is_match(subnet) {
-                self.error(
-                    "bad-id",
-                    &format!("instance.subnets[{n}]"),
-                    format!("`{subnet}` is not a subnet id"),
-                    Some("subnet ids look like subnet-098dc7573fb6bf8bd"),
-                );
+                self.report(&format!("instance.subnets[{n}]"), bad(IdKind::Subnet, subnet));
             }
         }
-        for (n, sg) in i.security_groups.clone().iter().enumerate() {
+        for (n, sg) in i.security_groups.iter().enumerate() {
             if !re(aws_names::SECURITY_GROUP).is_match(sg) {
-                self.error(
-                    "bad-id",
+                self.report(
                     &format!("instance.security_groups[{n}]"),
-                    format!("`{sg}` is not a security group id"),
-                    Some("security group ids look like sg-0906d54ac3d704022 (give ids, not names)"),
+                    bad(IdKind::SecurityGroup, sg),
                 );
             }
         }
-        if let Some(key) = i.key_pair.clone()
+        if let Some(key) = &i.key_pair
             && (key.is_empty()
                 || key.len() > 255
                 || !key.chars().all(|c| c.is_ascii_graphic() || c == ' '))
         {
-            self.error(
-                "bad-id",
-                "instance.key_pair",
-                format!("{key:?} is not a key pair name"),
-                Some("a key pair name is 1 to 255 printable ASCII characters"),
-            );
+            self.report("instance.key_pair", bad(IdKind::KeyPair, key));
         }
         match (&i.instance_profile, &i.instance_role) {
-            (Some(profile), None) => self.error(
-                "instance-role-missing",
+            (Some(profile), None) => self.report(
                 "instance.instance_profile",
-                format!("the instance profile `{profile}` is given without the role inside it"),
-                Some("name the role too (instance.instance_role: its name or ARN): `iam-policy` scopes iam:PassRole to the role, whose name is often not the profile's"),
+                Error::InstanceRoleMissing {
+                    instance_profile: Some(profile.clone()),
+                },
             ),
-            (None, Some(_)) => self.error(
-                "instance-role-missing",
+            (None, Some(_)) => self.report(
                 "instance.instance_role",
-                "a role is given without the instance profile that carries it".to_string(),
-                Some("EC2 is given an instance profile, never a role: set instance.instance_profile"),
+                Error::InstanceRoleMissing {
+                    instance_profile: None,
+                },
             ),
             (Some(_), Some(role))
                 if role.len() > 2048
                     || !re(r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/)?[A-Za-z0-9_+=,.@/-]+$")
                         .is_match(role) =>
             {
-                self.error(
-                "bad-id",
-                "instance.instance_role",
-                format!("`{role}` is neither a role name nor a role ARN"),
-                Some("a role name is letters, digits and +=,.@_-; an ARN looks like arn:aws:iam::222634388391:role/NAME"),
-            )
+                self.report("instance.instance_role", bad(IdKind::Role, role));
             }
             _ => {}
         }
-        if let Some(account) = i.account.clone()
-            && !re(aws_names::ACCOUNT).is_match(&account)
+        if let Some(account) = &i.account
+            && !re(aws_names::ACCOUNT).is_match(account)
         {
-            self.error(
-                "bad-id",
-                "instance.account",
-                format!("`{account}` is not an AWS account id"),
-                Some("an account id is 12 digits"),
-            );
+            self.report("instance.account", bad(IdKind::Account, account));
         }
         // Against an unknown region, every zone would look wrong: the region
         // has its own error.
-        if let Some(az) = i.availability_zone.clone()
+        if let Some(az) = &i.availability_zone
             && aws_names::REGIONS.contains(&region.as_str())
             && !(az.len() == region.len() + 1
                 && az.starts_with(&region)
                 && az.ends_with(|c: char| c.is_ascii_lowercase()))
         {
-            self.error(
-                "region-mismatch",
+            self.report(
                 "instance.availability_zone",
-                format!("`{az}` is not an availability zone of region `{region}`"),
-                Some("an availability zone is its region and a letter, like us-east-2b"),
+                Error::RegionMismatch {
+                    zone: az.clone(),
+                    region: region.clone(),
+                },
             );
         }
-        for (n, t) in i.types.clone().iter().enumerate() {
-            if !re(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$").is_match(t) {
-                self.error(
-                    "bad-id",
-                    &format!("instance.types[{n}]"),
-                    format!("`{t}` is not an instance type"),
-                    Some("instance types look like g6e.xlarge"),
-                );
+        // Without the SDK's list of types, their shape at least.
+        if aws_names::instance_types().is_none() {
+            for (n, t) in i.types.iter().enumerate() {
+                if !re(aws_names::INSTANCE_TYPE).is_match(t) {
+                    self.report(&format!("instance.types[{n}]"), bad(IdKind::InstanceType, t));
+                }
             }
         }
-        for (key, value) in i.tags.clone() {
+        for (key, value) in &i.tags {
             let path = format!("instance.tags.{key}");
             if key.starts_with("aws:") || key.starts_with("bootforge:") || key == "Name" {
-                self.error(
-                    "reserved-tag",
-                    &path,
-                    format!("tag `{key}` is set by AWS or by bootforge"),
-                    Some("choose another key; bootforge sets Name and the bootforge:* tags itself"),
-                );
+                self.report(&path, Error::ReservedTag { key: key.clone() });
             } else if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
-                self.error(
-                    "bad-tag",
-                    &path,
-                    "tag keys are 1 to 128 characters, values at most 256".to_string(),
-                    None,
-                );
+                self.report(&path, Error::BadTag);
             }
         }
     }
@@ -322,63 +250,63 @@ impl Checks<'_> {
             if let Some(known) = aws_names::instance_types()
                 && !known.contains(&name.as_str())
             {
-                let help = match did_you_mean(name, known.iter().copied()) {
-                    Some(t) => format!("did you mean `{t}`? (the types are the AWS SDK's)"),
-                    None => "instance types look like g6e.xlarge (the types are the AWS SDK's)"
-                        .to_string(),
-                };
-                self.error(
-                    "unknown-instance-type",
+                self.report(
                     &path,
-                    format!("`{name}` is not an EC2 instance type"),
-                    Some(&help),
+                    Error::UnknownInstanceType {
+                        name: name.clone(),
+                        suggestion: did_you_mean(name, known.iter().copied()),
+                    },
                 );
                 continue;
             }
             let Some(t) = catalog::lookup(name) else {
-                self.warn("unknown-type", &path, format!("`{name}` is not in bootforge's catalog: its GPU and price cannot be checked"), Some("the catalog holds the G4dn, G5, G6, G6e, P3, P4d and P5 families; check the type's GPU and price yourself"));
+                self.report(&path, Error::NotInCatalog { name: name.clone() });
                 continue;
             };
             if let Some(gpu) = &i.gpu
                 && !t.gpu.eq_ignore_ascii_case(gpu)
             {
                 let with = catalog::with_gpu(gpu);
-                let help = match with.first() {
-                    Some(w) => format!(
-                        "the {gpu} is on {} (and {} more); or expect `gpu: {}`",
-                        w.name,
-                        with.len() - 1,
-                        t.gpu
-                    ),
-                    None => format!("known GPU models: {}", catalog::gpu_models().join(", ")),
-                };
-                self.error("gpu-mismatch", "instance.gpu", format!("`{name}` carries an NVIDIA {} {} GB, not the {gpu} that `instance.gpu` expects", t.gpu, t.gpu_memory_gib), Some(&help));
+                self.report(
+                    "instance.gpu",
+                    Error::GpuMismatch {
+                        instance_type: name.clone(),
+                        has: t.gpu.to_string(),
+                        memory_gib: t.gpu_memory_gib,
+                        expected: gpu.clone(),
+                        carried_by: with.first().map(|w| (w.name.to_string(), with.len() - 1)),
+                        models: catalog::gpu_models().iter().map(|m| m.to_string()).collect(),
+                    },
+                );
             }
             if let Some(f) = family {
                 let fam = name.split('.').next().unwrap_or_default();
                 if !f.supports.contains(&fam) {
-                    self.warn(
-                        "ami-family",
+                    self.report(
                         &path,
-                        format!(
-                            "the AMI {} ({}) does not support the {fam} family",
-                            i.ami, f.description
-                        ),
-                        Some(&format!("it supports {}", f.supports.join(", "))),
+                        Error::AmiFamily {
+                            ami: i.ami.clone(),
+                            description: f.description.to_string(),
+                            family: fam.to_string(),
+                            supports: f.supports.iter().map(|s| s.to_string()).collect(),
+                        },
                     );
                 }
             }
             if let Some(ceiling) = i.max_cost_usd {
                 let job = &self.p.profile.job;
                 let seconds = job.timeout.seconds() + job.grace.seconds();
-                let hours = seconds as f64 / 3600.0;
-                let worst = crate::catalog::job_cost(t.price_per_hour, seconds);
-                if worst > ceiling {
-                    self.error(
-                        "over-budget",
+                let cost = crate::catalog::job_cost(t.price_per_hour, seconds);
+                if cost > ceiling {
+                    self.report(
                         "instance.max_cost_usd",
-                        format!("a job on {name} may cost ${worst:.2} (${:.4}/h × {hours:.2} h of timeout and grace), over the ceiling of ${ceiling:.2}", t.price_per_hour),
-                        Some("raise max_cost_usd, shorten job.timeout, or choose a cheaper type"),
+                        Error::OverBudget {
+                            instance_type: name.clone(),
+                            cost,
+                            price_per_hour: t.price_per_hour,
+                            hours: seconds as f64 / 3600.0,
+                            ceiling,
+                        },
                     );
                 }
             }
@@ -392,38 +320,22 @@ impl Checks<'_> {
             job.grace.seconds(),
             job.kill_after.seconds(),
         );
-        if timeout > 48 * 3600 {
-            self.error(
-                "timeout-bounds",
+        if !(60..=48 * 3600).contains(&timeout) {
+            self.report(
                 "job.timeout",
-                format!(
-                    "a budget of {} is past the 48 h a one-shot job may take",
-                    job.timeout
-                ),
-                Some("split the job, or raise this check's bound in bootforge if you mean it"),
-            );
-        } else if timeout < 60 {
-            self.warn(
-                "timeout-bounds",
-                "job.timeout",
-                format!(
-                    "a budget of {} leaves no time to boot and mount",
-                    job.timeout
-                ),
-                None,
+                Error::TimeoutBounds {
+                    timeout: job.timeout.to_string(),
+                    too_long: timeout > 48 * 3600,
+                },
             );
         }
-        if grace < 60 {
-            self.error("grace-bounds", "job.grace", format!("a grace of {} leaves the finalizer no time to write the status before the dead-man's switch", job.grace), Some("give it at least 1m; 5m to 10m is usual"));
-        } else if grace > 2 * 3600 {
-            self.warn(
-                "grace-bounds",
+        if !(60..=2 * 3600).contains(&grace) {
+            self.report(
                 "job.grace",
-                format!(
-                    "a grace of {} keeps a finished-or-stuck instance paid for long",
-                    job.grace
-                ),
-                None,
+                Error::GraceBounds {
+                    grace: job.grace.to_string(),
+                    too_long: grace > 2 * 3600,
+                },
             );
         }
         // The finalizer starts at most kill_after past the timeout and may
@@ -433,10 +345,17 @@ impl Checks<'_> {
             .and_then(Value::as_u64)
             .unwrap_or(30);
         if kill + finalize > grace {
-            self.error("grace-bounds", "job.kill_after", format!("SIGKILL {} after the timeout and {finalize}s for the finalizer do not fit in the {} grace", job.kill_after, job.grace), Some(&format!("make the grace at least kill_after + {finalize}s (the finalizer's bound, snippets.shutdown-trap.finalize_seconds)")));
+            self.report(
+                "job.kill_after",
+                Error::FinalizerPastGrace {
+                    kill_after: job.kill_after.to_string(),
+                    finalize_seconds: finalize,
+                    grace: job.grace.to_string(),
+                },
+            );
         }
         if compiled.snippets.iter().all(|s| s.name != "deadman") {
-            self.warn("no-deadman", "snippets", "the profile has no dead-man's switch: nothing powers the instance off if the runner never starts".to_string(), Some("add `deadman: {}` first under `snippets:`"));
+            self.report("snippets", Error::NoDeadman);
         }
         let mounts = compiled
             .param("efs-mount", "mounts")
@@ -446,14 +365,12 @@ impl Checks<'_> {
             + int(compiled.param("requirements", "timeout_minutes")) * 60
             + int(compiled.param("gpu-ready", "wait_seconds"));
         if setup >= timeout {
-            self.warn(
-                "setup-budget",
+            self.report(
                 "job.timeout",
-                format!(
-                    "the setup phases may take up to {setup}s, the whole {}s budget",
-                    timeout
-                ),
-                Some("lengthen job.timeout or shorten the setup bounds"),
+                Error::SetupBudget {
+                    setup_seconds: setup,
+                    timeout_seconds: timeout,
+                },
             );
         }
     }
@@ -472,19 +389,16 @@ impl Checks<'_> {
         let under = crate::paths::is_under;
         for (a, ma) in mounts.iter().enumerate() {
             for (b, mb) in mounts.iter().enumerate().skip(a + 1) {
+                let path = format!("snippets.efs-mount.mounts[{b}].mount_point");
                 if ma == mb {
-                    self.error(
-                        "mount-overlap",
-                        &format!("snippets.efs-mount.mounts[{b}].mount_point"),
-                        format!("{mb} is mounted twice; the second mount hides the first"),
-                        None,
-                    );
+                    self.report(&path, Error::MountedTwice { mount_point: mb.clone() });
                 } else if under(ma, mb) {
-                    self.error(
-                        "mount-overlap",
-                        &format!("snippets.efs-mount.mounts[{b}].mount_point"),
-                        format!("mounting {mb} after {ma} hides it"),
-                        Some("list the outer mount point first"),
+                    self.report(
+                        &path,
+                        Error::MountHidden {
+                            outer: mb.clone(),
+                            inner: ma.clone(),
+                        },
                     );
                 }
             }
@@ -496,21 +410,13 @@ impl Checks<'_> {
             if let Some(path) = compiled.param(snippet, p).and_then(Value::as_str)
                 && !provided(path)
             {
-                let (code, severity) = if snippet == "pipeline" {
-                    ("path-not-provided", Severity::Error)
-                } else {
-                    ("path-not-provided", Severity::Warning)
-                };
                 self.report(
-                    severity,
-                    code,
                     &format!("snippets.{snippet}.{p}"),
-                    format!("{path} is on no mounted file system and not written by the payload: it will not be there at boot"),
-                    Some(&if mounts.is_empty() {
-                        "mount the file system that holds it with the efs-mount snippet".to_string()
-                    } else {
-                        format!("the mount points are {}", mounts.join(", "))
-                    }),
+                    Error::PathNotProvided {
+                        path: path.to_string(),
+                        required: snippet == "pipeline",
+                        mount_points: mounts.clone(),
+                    },
                 );
             }
         }
@@ -519,11 +425,16 @@ impl Checks<'_> {
             .and_then(Value::as_str)
             && !mounts.iter().any(|m| under(cache, m))
         {
-            self.warn("cache-not-kept", "snippets.requirements.cache_dir", format!("{cache} is on no mounted file system: the cached environments are lost with the instance and no later job finds them"), Some("put the cache under an EFS mount point"));
+            self.report(
+                "snippets.requirements.cache_dir",
+                Error::CacheNotKept {
+                    cache_dir: cache.to_string(),
+                },
+            );
         }
         let log_dir = self.p.profile.job.log_dir.clone();
         if !mounts.iter().any(|m| under(&log_dir, m)) {
-            self.warn("logs-not-kept", "job.log_dir", format!("{log_dir} is on no mounted file system: logs and status are lost when the instance terminates"), Some("put job.log_dir under an EFS mount point"));
+            self.report("job.log_dir", Error::LogsNotKept { log_dir });
         }
     }
 
@@ -567,12 +478,7 @@ impl Checks<'_> {
                         .then_some("what looks like an AWS secret access key")
                 });
             if let Some(what) = hit {
-                self.error(
-                    "secret",
-                    &path,
-                    format!("`{path}` holds {what}; user-data is readable by any process on the instance and in the EC2 console"),
-                    Some("keep secrets in AWS Secrets Manager or SSM Parameter Store and let the instance's role read them at run time"),
-                );
+                self.report(&path, Error::Secret { path: path.clone(), what });
             }
         }
     }
@@ -580,20 +486,12 @@ impl Checks<'_> {
     fn size(&mut self, compiled: &Compiled) {
         let raw = compiled.payload.raw_len;
         if raw > USER_DATA_LIMIT * 3 / 4 && !compiled.payload.gzip {
-            self.warn(
-                "size-budget",
-                "snippets",
-                format!(
-                    "the payload is {raw} bytes, {}% of EC2's {USER_DATA_LIMIT}-byte limit",
-                    raw * 100 / USER_DATA_LIMIT
-                ),
-                Some("little room is left: keep large content on the EFS"),
-            );
+            self.report("snippets", Error::SizeBudget { raw, gzipped: false });
         }
         if compiled.payload.gzip
             && self.p.profile.output.compression == crate::profile::Compression::Auto
         {
-            self.warn("size-budget", "snippets", format!("the payload is {raw} bytes raw and had to be gzipped to fit"), Some("set `output.compression: gzip` to make that explicit, or move content to the EFS"));
+            self.report("snippets", Error::SizeBudget { raw, gzipped: true });
         }
     }
 }
@@ -622,21 +520,23 @@ impl Checks<'_> {
                     .filter(|p| p.origin != crate::profile::Origin::Default)
                     .map(|p| format!("`{}` ({})", p.name, p.origin))
                     .collect();
+                let problem = Error::BadScript {
+                    file: file.path.clone(),
+                    line,
+                    what,
+                    at,
+                    snippet: snippet.clone(),
+                    template: template.clone(),
+                    fed_by: fed,
+                };
                 self.found.push(Diagnostic {
-                    severity: Severity::Error,
-                    code: "bad-script",
-                    message: format!(
-                        "{} does not parse at its line {line}: {what}; that line is line {at} of what snippet `{snippet}` renders from {template}",
-                        file.path
-                    ),
+                    severity: problem.severity(),
+                    code: problem.code(),
+                    message: problem.message(),
                     path: Some(format!("snippets.{snippet}")),
                     file: Some(template),
                     location: None,
-                    help: Some(if fed.is_empty() {
-                        "the snippet's template is wrong: fix it".to_string()
-                    } else {
-                        format!("the snippet was given {}; a value printed with `| safe` must be valid shell", fed.join(", "))
-                    }),
+                    help: problem.help(),
                 });
             }
         }
