@@ -98,13 +98,22 @@ mod tests {
     #[cfg(feature = "aws")]
     #[test]
     fn the_regions_are_the_sdks() {
-        let rustc = std::process::Command::new("rustc").arg("-vV").output().unwrap();
+        let rustc = std::process::Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .unwrap();
         let host = String::from_utf8_lossy(&rustc.stdout)
             .lines()
             .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
             .unwrap();
         let out = std::process::Command::new(env!("CARGO"))
-            .args(["metadata", "--format-version", "1", "--filter-platform", &host])
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--filter-platform",
+                &host,
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
@@ -122,7 +131,9 @@ mod tests {
         .unwrap();
         let start = source.find("new_from_json(b\"").unwrap() + "new_from_json(b\"".len();
         let end = start + source[start..].find("\").expect").unwrap();
-        let json = source[start..end].replace("\\\\", "\\").replace("\\\"", "\"");
+        let json = source[start..end]
+            .replace("\\\\", "\\")
+            .replace("\\\"", "\"");
         let partitions: serde_json::Value = serde_json::from_str(&json).unwrap();
         let mut sdk: Vec<String> = partitions["partitions"]
             .as_array()

@@ -124,6 +124,9 @@ pub enum Error {
         file: String,
         snippet: String,
         required: String,
+        /// The profile drops it (`required: false`), and the location is
+        /// that line; else the location is the snippet that needs it.
+        dropped: bool,
         location: Option<Location>,
     },
     /// A snippet listed before one that must run first.
@@ -158,9 +161,16 @@ pub enum Error {
         first_value: String,
         second: String,
         second_value: String,
+        /// The profile line that chose the second snippet.
+        chosen: Option<Chosen>,
     },
     /// Rendered output that is not what it must be (not YAML, not a mapping…).
-    Output { snippet: String, message: String },
+    Output {
+        snippet: String,
+        message: String,
+        /// The profile line that chose the snippet.
+        chosen: Option<Chosen>,
+    },
     /// The payload does not fit in EC2's user-data limit, even compressed.
     TooLarge {
         profile: String,
@@ -243,7 +253,10 @@ pub enum Error {
     /// No dead-man's switch.
     NoDeadman,
     /// The setup phases' bounds add up to the whole budget.
-    SetupBudget { setup_seconds: u64, timeout_seconds: u64 },
+    SetupBudget {
+        setup_seconds: u64,
+        timeout_seconds: u64,
+    },
     /// A mount point given twice.
     MountedTwice { mount_point: String },
     /// A mount listed after the one it hides.
@@ -283,6 +296,15 @@ pub enum Error {
         message: String,
         help: Option<String>,
     },
+}
+
+/// Where a profile chose a snippet: the file and the line of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    pub file: String,
+    pub location: Option<Location>,
+    /// The snippet's cloud-config template.
+    pub template: Option<String>,
 }
 
 /// How bad a problem is.
@@ -473,6 +495,9 @@ impl Error {
             | Error::Order { location, .. }
             | Error::Conflicts { location, .. }
             | Error::Render { location, .. } => location.clone(),
+            Error::MergeConflict { chosen, .. } | Error::Output { chosen, .. } => {
+                chosen.as_ref().and_then(|c| c.location.clone())
+            }
             _ => None,
         }
     }
@@ -488,7 +513,42 @@ impl Error {
             | Error::Order { file, .. }
             | Error::Conflicts { file, .. } => Some(file),
             Error::Render { template, .. } => Some(template),
+            Error::MergeConflict { chosen, .. } | Error::Output { chosen, .. } => {
+                chosen.as_ref().map(|c| c.file.as_str())
+            }
             _ => None,
+        }
+    }
+
+    /// The same error, pointing at the profile line that chose the snippet
+    /// whose output it is about.
+    pub(crate) fn chosen_by(self, at: Chosen) -> Error {
+        match self {
+            Error::MergeConflict {
+                key,
+                first,
+                first_value,
+                second,
+                second_value,
+                chosen: None,
+            } => Error::MergeConflict {
+                key,
+                first,
+                first_value,
+                second,
+                second_value,
+                chosen: Some(at),
+            },
+            Error::Output {
+                snippet,
+                message,
+                chosen: None,
+            } => Error::Output {
+                snippet,
+                message,
+                chosen: Some(at),
+            },
+            other => other,
         }
     }
 
@@ -555,6 +615,16 @@ impl Error {
                 origin,
                 message,
                 ..
+            } if param.is_empty() => {
+                format!("invalid profile {file}: snippet `{snippet}` ({origin}) {message}")
+            }
+            Error::Param {
+                file,
+                snippet,
+                param,
+                origin,
+                message,
+                ..
             } => {
                 format!(
                     "invalid profile {file}: snippet `{snippet}`, parameter `{param}` ({origin}) {message}"
@@ -564,9 +634,15 @@ impl Error {
                 file,
                 snippet,
                 required,
+                dropped,
                 ..
             } => format!(
-                "invalid profile {file}: snippet `{snippet}` requires snippet `{required}`, which the profile does not use"
+                "invalid profile {file}: snippet `{snippet}` requires snippet `{required}`, which {}",
+                if *dropped {
+                    "this profile drops"
+                } else {
+                    "the profile does not use"
+                }
             ),
             Error::Order {
                 file,
@@ -609,10 +685,18 @@ impl Error {
                 first_value,
                 second,
                 second_value,
+                chosen,
             } => format!(
-                "snippets `{first}` and `{second}` both set cloud-config `{key}`: `{first}` says {first_value}, `{second}` says {second_value}"
+                "snippets `{first}` and `{second}` both set cloud-config `{key}`: `{first}` says {first_value}, `{second}` says {second_value}{}",
+                chosen
+                    .as_ref()
+                    .and_then(|c| c.template.as_ref())
+                    .map(|t| format!(" (in {t})"))
+                    .unwrap_or_default()
             ),
-            Error::Output { snippet, message } => {
+            Error::Output {
+                snippet, message, ..
+            } => {
                 format!("snippet `{snippet}` produced invalid output: {message}")
             }
             Error::TooLarge {
@@ -844,6 +928,14 @@ impl Error {
                 "`bootforge list snippets` shows the snippets there are; add your own with --snippets DIR".to_string(),
             ),
             Error::ExtendsCycle { .. } => Some("remove one of these `extends:` lines".to_string()),
+            Error::Requires {
+                snippet,
+                required,
+                dropped: true,
+                ..
+            } => Some(format!(
+                "remove `{required}: false`, or drop `{snippet}` as well"
+            )),
             Error::Requires { snippet, required, .. } => {
                 Some(format!("add `{required}:` under `snippets:` before `{snippet}`"))
             }

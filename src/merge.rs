@@ -115,6 +115,7 @@ fn merge_value(
             first_value: scalar_text(b),
             second: snippet.to_string(),
             second_value: scalar_text(&a),
+            chosen: None,
         }),
     }
 }

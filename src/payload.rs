@@ -61,6 +61,7 @@ pub fn mime(parts: &[Part]) -> Result<String> {
                 message: format!(
                     "the part contains the MIME boundary `{BOUNDARY}`; remove that text"
                 ),
+                chosen: None,
             });
         }
         let encoding = if part.content.is_ascii() {

@@ -163,7 +163,10 @@ impl Checks<'_> {
         }
         for (n, subnet) in i.subnets.iter().enumerate() {
             if !re(aws_names::SUBNET).is_match(subnet) {
-                self.report(&format!("instance.subnets[{n}]"), bad(IdKind::Subnet, subnet));
+                self.report(
+                    &format!("instance.subnets[{n}]"),
+                    bad(IdKind::Subnet, subnet),
+                );
             }
         }
         for (n, sg) in i.security_groups.iter().enumerate() {
@@ -228,7 +231,10 @@ impl Checks<'_> {
         if aws_names::instance_types().is_none() {
             for (n, t) in i.types.iter().enumerate() {
                 if !re(aws_names::INSTANCE_TYPE).is_match(t) {
-                    self.report(&format!("instance.types[{n}]"), bad(IdKind::InstanceType, t));
+                    self.report(
+                        &format!("instance.types[{n}]"),
+                        bad(IdKind::InstanceType, t),
+                    );
                 }
             }
         }
@@ -275,7 +281,10 @@ impl Checks<'_> {
                         memory_gib: t.gpu_memory_gib,
                         expected: gpu.clone(),
                         carried_by: with.first().map(|w| (w.name.to_string(), with.len() - 1)),
-                        models: catalog::gpu_models().iter().map(|m| m.to_string()).collect(),
+                        models: catalog::gpu_models()
+                            .iter()
+                            .map(|m| m.to_string())
+                            .collect(),
                     },
                 );
             }
@@ -391,7 +400,12 @@ impl Checks<'_> {
             for (b, mb) in mounts.iter().enumerate().skip(a + 1) {
                 let path = format!("snippets.efs-mount.mounts[{b}].mount_point");
                 if ma == mb {
-                    self.report(&path, Error::MountedTwice { mount_point: mb.clone() });
+                    self.report(
+                        &path,
+                        Error::MountedTwice {
+                            mount_point: mb.clone(),
+                        },
+                    );
                 } else if under(ma, mb) {
                     self.report(
                         &path,
@@ -478,7 +492,13 @@ impl Checks<'_> {
                         .then_some("what looks like an AWS secret access key")
                 });
             if let Some(what) = hit {
-                self.report(&path, Error::Secret { path: path.clone(), what });
+                self.report(
+                    &path,
+                    Error::Secret {
+                        path: path.clone(),
+                        what,
+                    },
+                );
             }
         }
     }
@@ -486,7 +506,13 @@ impl Checks<'_> {
     fn size(&mut self, compiled: &Compiled) {
         let raw = compiled.payload.raw_len;
         if raw > USER_DATA_LIMIT * 3 / 4 && !compiled.payload.gzip {
-            self.report("snippets", Error::SizeBudget { raw, gzipped: false });
+            self.report(
+                "snippets",
+                Error::SizeBudget {
+                    raw,
+                    gzipped: false,
+                },
+            );
         }
         if compiled.payload.gzip
             && self.p.profile.output.compression == crate::profile::Compression::Auto
@@ -529,13 +555,22 @@ impl Checks<'_> {
                     template: template.clone(),
                     fed_by: fed,
                 };
+                // The line of the snippet's output, which is its template's
+                // line unless the template loops or branches above it.
+                let location = Location {
+                    file: template.clone(),
+                    line: at,
+                    column: 1,
+                    len: 1,
+                    text: None,
+                };
                 self.found.push(Diagnostic {
                     severity: problem.severity(),
                     code: problem.code(),
                     message: problem.message(),
                     path: Some(format!("snippets.{snippet}")),
                     file: Some(template),
-                    location: None,
+                    location: Some(location),
                     help: problem.help(),
                 });
             }

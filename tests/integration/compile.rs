@@ -93,7 +93,11 @@ fn disagreeing_scalars_name_both_snippets() {
         .run()
         .failure(1);
     insta::assert_snapshot!(run.stderr_scrubbed(), @r#"
-    error[merge-conflict]: snippets `echo` and `conflicting-power` both set cloud-config `power_state.mode`: `echo` says "poweroff", `conflicting-power` says "reboot"
+    error[merge-conflict]: snippets `echo` and `conflicting-power` both set cloud-config `power_state.mode`: `echo` says "poweroff", `conflicting-power` says "reboot" (in tests/fixtures/snippets/conflicting-power/cloud-config.yaml)
+      --> --set:1:28
+      |
+    1 | snippets.conflicting-power={}
+      |                            ^^
       = help: change one snippet's parameters so that they agree, or drop one of the snippets
     "#);
 }

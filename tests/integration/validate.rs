@@ -33,6 +33,23 @@ fn every_corpus_mistake_gets_a_diagnostic() {
         let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
         let diagnostics = json.as_array().unwrap();
         assert!(!diagnostics.is_empty(), "{name}");
+        // The file says what it must get: `# expect: CODE at FILE:LINE:COL`.
+        let text = std::fs::read_to_string(path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: no `# expect:` header"));
+        let (code, position) = expect.split_once(" at ").unwrap();
+        let first = &diagnostics[0];
+        assert_eq!(first["code"], code, "{name}: {first}");
+        let got = format!(
+            "{}:{}:{}",
+            first["file"].as_str().unwrap_or_default(),
+            first["line"],
+            first["column"]
+        );
+        assert_eq!(got, position, "{name}: {first}");
         for d in diagnostics {
             for key in [
                 "severity", "code", "message", "file", "line", "column", "path",
