@@ -17,11 +17,21 @@ pub struct Location {
 
 impl Location {
     /// A location in `source` (the file's contents), keeping the line's text.
+    /// A position past the end (a parser's "end of input" after a last line
+    /// without a newline) is the end of the last line.
     pub fn in_source(file: &str, source: &str, line: usize, column: usize) -> Location {
-        let text = source
-            .lines()
-            .nth(line.saturating_sub(1))
-            .map(str::to_string);
+        let mut line = line.max(1);
+        let mut column = column.max(1);
+        let mut text = source.lines().nth(line - 1).map(str::to_string);
+        if text.is_none() {
+            if let Some((i, last)) = source.lines().enumerate().last() {
+                if i + 1 < line {
+                    line = i + 1;
+                    column = last.chars().count() + 1;
+                    text = Some(last.to_string());
+                }
+            }
+        }
         Location {
             file: file.to_string(),
             line,
@@ -1064,5 +1074,12 @@ mod tests {
         );
         let loc = loc.with_len(3);
         assert!(loc.to_string().ends_with("  |   ^^^"));
+    }
+
+    #[test]
+    fn end_of_input_is_the_end_of_the_last_line() {
+        let loc = Location::in_source("p.yaml", "a: 1\n  po", 3, 1);
+        assert_eq!((loc.line, loc.column), (2, 5));
+        assert_eq!(loc.text.as_deref(), Some("  po"));
     }
 }

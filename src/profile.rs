@@ -449,6 +449,27 @@ fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Orig
     }
 }
 
+/// The 1-based line of the first line that is neither blank nor a comment.
+fn first_content(text: &str) -> usize {
+    text.lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map_or(1, |i| i + 1)
+}
+
+/// The 1-based line of the `---` that starts a file's second YAML document.
+fn second_document(text: &str) -> usize {
+    let mut content = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker && content {
+            return i + 1;
+        }
+        // A document's own leading `---` is content's start, not a second one.
+        content |= marker || (!line.trim().is_empty() && !line.trim_start().starts_with('#'));
+    }
+    first_content(text)
+}
+
 /// Parses one profile file and checks its shape, with the YAML error's
 /// position when there is one.
 fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
@@ -481,7 +502,15 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
             Some(s) => Some(Location::in_source(display, text, s.line, s.column).with_len(s.len)),
             None => e
                 .location()
-                .map(|l| Location::in_source(display, text, l.line(), l.column())),
+                .map(|l| (l.line(), l.column()))
+                .or_else(|| {
+                    // serde gives no position for a second document: point at
+                    // the `---` that starts it.
+                    e.to_string()
+                        .contains("more than one document")
+                        .then(|| (second_document(text), 1))
+                })
+                .map(|(line, column)| Location::in_source(display, text, line, column)),
         };
         let message = e.to_string();
         let message = match message.split_once(" at line ") {
@@ -509,7 +538,7 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
             return Err(Error::Yaml {
                 kind: crate::error::YamlKind::WrongType,
                 what: "profile",
-                location: None,
+                location: Some(Location::in_source(display, text, first_content(text), 1)),
                 file: display.to_string(),
                 message: "the file must be a mapping of sections (instance, job, snippets, …)"
                     .to_string(),
@@ -772,6 +801,20 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("bad.yaml"), "{text}");
         assert!(text.contains("-->"), "{text}");
+    }
+
+    #[test]
+    fn a_second_document_and_a_non_mapping_are_located() {
+        for (text, line) in [
+            ("job:\n  timeout: 1m\n---\njob: {}\n", 3),
+            ("# c\n---\njob: {}\n---\nx: 1\n", 4),
+            ("\n# only a list\n- a\n", 3),
+        ] {
+            let lib = library(&[("m", text)]);
+            let err = load(&lib, "m", &[]).unwrap_err();
+            let at = format!("m.yaml:{line}:1");
+            assert!(err.to_string().contains(&at), "{text:?}: {err}");
+        }
     }
 
     #[test]
