@@ -230,7 +230,7 @@ fn check(library: &bootforge::Library, text: &str, overrides: &[bootforge::Overr
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
     fn mutated_profiles_give_diagnostics_not_panics(edits in proptest::collection::vec(edit(), 1..6)) {
@@ -240,6 +240,12 @@ proptest! {
         library.add_profile_text("fuzz", "fuzz.yaml", &text);
         check(&library, &text, &[]);
     }
+
+}
+
+proptest! {
+    // Each case compiles the whole profile: half as many keep the run short.
+    #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
     fn set_values_give_diagnostics_not_panics(sets in proptest::collection::vec((0..PATHS.len(), 0..VALUES.len(), proptest::bool::ANY), 1..4)) {
