@@ -14,50 +14,25 @@
 // Errors end the command that meets them; their size costs nothing measurable.
 #![allow(clippy::result_large_err)]
 
-pub mod aws_names;
-pub mod catalog;
-pub mod claim;
+pub mod aws;
+pub mod check;
 mod cli;
-mod compile;
-mod duration;
-#[cfg(feature = "aws")]
-pub mod ec2;
-mod error;
-mod explain;
-mod golden;
-pub mod launch;
-mod library;
-mod merge;
-#[cfg(feature = "aws")]
-pub mod operate;
-pub mod paths;
-mod patterns;
-mod payload;
-mod profile;
-#[cfg(feature = "aws")]
-pub mod reap;
-mod render;
-mod schema;
+pub mod compile;
 #[cfg(feature = "smoke")]
 pub mod smoke;
-mod snippet;
-mod source_map;
-mod validate;
-#[cfg(feature = "aws")]
-pub mod wait;
 
+pub use check::diagnostics::{Error, Location, Result};
+pub use check::golden::{Drift, Report, check};
+pub use check::schema::profile_schema;
+pub use check::validate::{Diagnostic, Severity, validate};
 pub use cli::run;
-pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};
-pub use duration::Duration;
-pub use error::{Error, Location, Result};
-pub use explain::Explanation;
-pub use golden::{Drift, Report, check};
-pub use library::Library;
-pub use payload::{BOUNDARY, Part, Payload, USER_DATA_LIMIT, gzip};
-pub use profile::{
+pub use compile::duration::Duration;
+pub use compile::explain::Explanation;
+pub use compile::library::Library;
+pub use compile::payload::{BOUNDARY, Part, Payload, USER_DATA_LIMIT, gzip};
+pub use compile::profile::{
     Compression, DEFAULT_PROFILE, Instance, Job, LoadedProfile, Origin, Override, Profile,
 };
-pub use render::quote as shell_quote;
-pub use schema::profile_schema;
-pub use snippet::{Manifest, Param, ParamKind};
-pub use validate::{Diagnostic, Severity, validate};
+pub use compile::render::quote as shell_quote;
+pub use compile::snippet::{Manifest, Param, ParamKind};
+pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};

@@ -15,8 +15,8 @@ use testcontainers::{GenericImage, ImageExt};
 use super::environment;
 use super::image::docker;
 use super::scenarios::Scenario;
+use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
-use crate::error::{Error, Result};
 
 /// The stand-in for the job's pipeline, written onto the EFS folder.
 const PIPELINE: &str = include_str!("../../tests/fixtures/smoke/simulate_pipeline.sh");
@@ -76,7 +76,7 @@ pub struct Folders {
 impl Folders {
     /// Where an instance path under an EFS mount lands on the host.
     pub fn on_efs(&self, mounts: &[EfsMount], path: &str) -> Option<PathBuf> {
-        let at = crate::paths::holder(path, mounts.iter().map(|(_, _, at)| at.as_str()))?;
+        let at = crate::compile::paths::holder(path, mounts.iter().map(|(_, _, at)| at.as_str()))?;
         let (fs, sub, _) = mounts.iter().find(|(_, _, m)| m == at)?;
         let rest = path[at.trim_end_matches('/').len()..].trim_start_matches('/');
         let base = if self.own_efs {
@@ -330,5 +330,5 @@ fn bollard_device(path: &str) -> testcontainers::bollard::models::DeviceMapping 
 /// When the engine saw the container stop, in seconds since the epoch.
 fn finished_at(id: &str) -> Option<f64> {
     let out = docker(&["inspect", "--format", "{{.State.FinishedAt}}", id]).ok()?;
-    crate::launch::parse_rfc3339_fraction(String::from_utf8_lossy(&out.stdout).trim())
+    crate::aws::plan::parse_rfc3339_fraction(String::from_utf8_lossy(&out.stdout).trim())
 }

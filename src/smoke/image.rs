@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use super::environment;
-use crate::error::{Error, Result};
+use crate::check::diagnostics::{Error, Result};
 
 /// The image recipe: every file that goes into the image, by name.
 const RECIPE: &[(&str, &str)] = &[

@@ -22,10 +22,10 @@ use serde_json::Value as Json;
 pub use self::checks::{Check, Timings};
 pub use self::image::{IMAGE, ImageBuild, build_image, image, image_tag};
 pub use self::scenarios::{PowerOff, SCENARIOS, Scenario, scenario};
+use crate::check::diagnostics::{Error, Result};
 use crate::compile::compile;
-use crate::error::{Error, Result};
-use crate::library::Library;
-use crate::profile::Override;
+use crate::compile::library::Library;
+use crate::compile::profile::Override;
 
 fn environment(message: impl Into<String>, help: impl Into<String>) -> Error {
     Error::Environment {

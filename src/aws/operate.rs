@@ -1,5 +1,5 @@
 //! Launching and following a job's instance under EC2's documented
-//! semantics: one job, one instance (through the job's [`crate::claim`]),
+//! semantics: one job, one instance (through the job's [`crate::aws::claim`]),
 //! eventual consistency after RunInstances, a `--wait` that reports this
 //! run's true outcome, and the rules of `reap` and `terminate`. Progress goes
 //! through a callback: the library never prints.
@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_ec2::Client;
 use serde::Serialize;
 
-use crate::catalog;
-use crate::claim::{Claim, ClaimedAttempt, Claims};
+use crate::aws::claim::{Claim, ClaimedAttempt, Claims};
+use crate::aws::ec2::{self, AttemptError, Instance};
+use crate::aws::plan::{Attempt, LaunchPlan};
+use crate::aws::wait::{Finished, Intervals, report};
+use crate::check::catalog;
+use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
-use crate::ec2::{self, AttemptError, Instance};
-use crate::error::{Error, Result};
-use crate::launch::{Attempt, LaunchPlan};
-use crate::wait::{Finished, Intervals, report};
 
 /// Something worth telling the person waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn decide(
     // The run failed before an instance (capacity, quota…), or its holder
     // stopped: take it over, with the same tokens.
     let mut taken = c.clone();
-    taken.holder = crate::claim::holder();
+    taken.holder = crate::aws::claim::holder();
     taken.heartbeat = now;
     taken.failed = None;
     Decision::Launch(taken)
@@ -193,7 +193,7 @@ pub async fn launch(
                         ),
                         help: Some(format!(
                             "see {}",
-                            claims.dir().join(crate::claim::CLAIM_FILE).display()
+                            claims.dir().join(crate::aws::claim::CLAIM_FILE).display()
                         )),
                     });
                 }
@@ -256,7 +256,7 @@ async fn launch_run(
     intervals: Intervals,
     on: &mut dyn FnMut(Event),
 ) -> Result<Launched> {
-    let plan = crate::launch::plan(compiled, &claim)?;
+    let plan = crate::aws::plan::plan(compiled, &claim)?;
     on(Event::Progress(format!(
         "job {} run {}: launching (claim in {})",
         plan.job,

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::check::diagnostics::{Error, Result};
 
 /// The claim's file in the job's directory; the instance never moves it.
 pub const CLAIM_FILE: &str = "claim.json";

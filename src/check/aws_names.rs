@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn the_sdk_knows_the_catalogs_types() {
         let known = instance_types().unwrap();
-        for t in crate::catalog::CATALOG {
+        for t in crate::check::catalog::CATALOG {
             assert!(known.contains(&t.name), "{}", t.name);
         }
         assert!(!known.contains(&"g6e.xlarg"));

@@ -10,9 +10,9 @@ use aws_sdk_ec2::Client;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::ec2::{self, Instance};
-use crate::error::Result;
-use crate::operate::{Event, VISIBILITY_BOUND, now};
+use crate::aws::ec2::{self, Instance};
+use crate::aws::operate::{Event, VISIBILITY_BOUND, now};
+use crate::check::diagnostics::Result;
 
 /// How a waited-for job ended.
 #[derive(Debug, Clone, Serialize)]

@@ -8,11 +8,11 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::catalog;
-use crate::claim::Claim;
+use crate::aws::claim::Claim;
+use crate::check::catalog;
+use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
-use crate::error::{Error, Result};
-use crate::profile::Profile;
+use crate::compile::profile::Profile;
 
 /// Tag keys bootforge sets on every instance and volume it launches.
 pub const TAG_PROFILE: &str = "bootforge:profile";
@@ -41,7 +41,7 @@ pub struct Attempt {
 pub struct LaunchPlan {
     pub profile: String,
     pub job: String,
-    /// The run of the job this plan launches (see [`crate::claim`]).
+    /// The run of the job this plan launches (see [`crate::aws::claim`]).
     pub run: u32,
     pub region: String,
     pub ami: String,

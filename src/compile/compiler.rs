@@ -7,13 +7,13 @@ use minijinja::value::{Serde, Value as JinjaValue};
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::error::{Error, Location, Result, did_you_mean};
-use crate::library::Library;
-use crate::merge::Merger;
-use crate::payload::{self, Part, Payload};
-use crate::profile::{self, LoadedProfile, Origin, Override};
-use crate::render;
-use crate::snippet::{MANIFEST, Snippet};
+use crate::check::diagnostics::{Error, Location, Result, did_you_mean};
+use crate::compile::library::Library;
+use crate::compile::merge::Merger;
+use crate::compile::payload::{self, Part, Payload};
+use crate::compile::profile::{self, LoadedProfile, Origin, Override};
+use crate::compile::render;
+use crate::compile::snippet::{MANIFEST, Snippet};
 
 /// A snippet as the profile uses it: its parameters' final values and where
 /// each came from.
@@ -171,7 +171,7 @@ fn check_required(p: &LoadedProfile) -> Result<()> {
     if job.log_dir.is_empty() {
         return Err(missing("job.log_dir", "where the job's logs and status go"));
     }
-    let id_ok = crate::patterns::compiled("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    let id_ok = crate::compile::patterns::compiled("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
         .expect("valid regex")
         .is_match(&job.id);
     if !id_ok {
@@ -390,13 +390,13 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
         // An error in a snippet's output points at the profile line that
         // chose the snippet.
         let key = format!("snippets.{}", u.resolved.name);
-        let chosen = || crate::error::Chosen {
+        let chosen = || crate::check::diagnostics::Chosen {
             file: match p.origin(&key) {
                 Origin::Set(arg) => format!("--set {arg}"),
                 o => p.file_of(&o).to_string(),
             },
             location: match p.origin(&key) {
-                Origin::Set(arg) => Some(crate::error::set_location(&arg, "")),
+                Origin::Set(arg) => Some(crate::check::diagnostics::set_location(&arg, "")),
                 _ => p.locate_key(&key),
             },
             template: u
@@ -563,7 +563,7 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
 
 /// The job as templates see it: the profile's fields, and each duration in
 /// seconds too (`timeout_seconds`…).
-fn job_view(job: &crate::profile::Job) -> serde_json::Value {
+fn job_view(job: &crate::compile::profile::Job) -> serde_json::Value {
     let mut view = serde_json::to_value(job).unwrap_or_default();
     if let Some(map) = view.as_object_mut() {
         for (name, d) in [

@@ -48,7 +48,7 @@ pub fn environment<'s>() -> Environment<'s> {
     });
     // `{% if path is under(mount_point) %}`: the same rule validation uses.
     env.add_test("under", |path: &str, dir: &str| {
-        crate::paths::is_under(path, dir)
+        crate::compile::paths::is_under(path, dir)
     });
     env
 }

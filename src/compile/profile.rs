@@ -7,10 +7,12 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::duration::Duration;
-use crate::error::{Error, Location, Result, did_you_mean, strip_path_prefix, unknown_field_help};
-use crate::library::{Library, SourceFile};
-use crate::source_map::{SourceMap, Span};
+use crate::check::diagnostics::{
+    Error, Location, Result, did_you_mean, strip_path_prefix, unknown_field_help,
+};
+use crate::compile::duration::Duration;
+use crate::compile::library::{Library, SourceFile};
+use crate::compile::source_map::{SourceMap, Span};
 
 /// The name of the profile `compile` uses when none is given.
 pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";
@@ -346,7 +348,7 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
             return Err(Error::ExtendsCycle { chain, location });
         }
         // A profile on disk finds the parent beside it first.
-        let beside = child.and_then(|c| crate::library::sibling(c, &current));
+        let beside = child.and_then(|c| crate::compile::library::sibling(c, &current));
         let Some(source) = beside.as_ref().or_else(|| library.profile(&current)) else {
             let known: Vec<String> = library.profile_names().map(str::to_string).collect();
             let suggestion = did_you_mean(&current, known.iter().map(String::as_str));
@@ -476,11 +478,11 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
     let yaml_error = |e: serde_yaml_ng::Error, path: Option<String>| {
         // The path, when there is one, gives the whole key or value to underline.
         let map = SourceMap::new(text);
-        let kind = crate::error::YamlKind::of_serde(&e.to_string());
-        let unknown = kind == crate::error::YamlKind::UnknownKey;
+        let kind = crate::check::diagnostics::YamlKind::of_serde(&e.to_string());
+        let unknown = kind == crate::check::diagnostics::YamlKind::UnknownKey;
         // serde_yaml says `job: duplicate entry with key "timeout"`: point
         // at the second key, the one to remove.
-        let duplicate = (kind == crate::error::YamlKind::DuplicateKey)
+        let duplicate = (kind == crate::check::diagnostics::YamlKind::DuplicateKey)
             .then(|| {
                 let text = e.to_string();
                 let (mapping, rest) = text.split_once(": duplicate entry with key \"")?;
@@ -536,7 +538,7 @@ fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
         Value::Mapping(m) => Value::Mapping(m),
         _ => {
             return Err(Error::Yaml {
-                kind: crate::error::YamlKind::WrongType,
+                kind: crate::check::diagnostics::YamlKind::WrongType,
                 what: "profile",
                 location: Some(Location::in_source(display, text, first_content(text), 1)),
                 file: display.to_string(),

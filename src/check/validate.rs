@@ -7,15 +7,15 @@ use regex::Regex;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
-use crate::aws_names;
-use crate::catalog;
+use crate::check::aws_names;
+use crate::check::catalog;
+use crate::check::diagnostics::{Error, IdKind, Location, did_you_mean};
+use crate::compile::library::Library;
+use crate::compile::payload::USER_DATA_LIMIT;
+use crate::compile::profile::{LoadedProfile, Override};
 use crate::compile::{Compiled, compile};
-use crate::error::{Error, IdKind, Location, did_you_mean};
-use crate::library::Library;
-use crate::payload::USER_DATA_LIMIT;
-use crate::profile::{LoadedProfile, Override};
 
-pub use crate::error::Severity;
+pub use crate::check::diagnostics::Severity;
 
 /// One problem, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +113,7 @@ struct Checks<'a> {
 }
 
 fn re(pattern: &str) -> Regex {
-    crate::patterns::compiled(pattern).expect("the patterns below are valid")
+    crate::compile::patterns::compiled(pattern).expect("the patterns below are valid")
 }
 
 fn int(v: Option<&Value>) -> u64 {
@@ -125,9 +125,9 @@ impl Checks<'_> {
     fn report(&mut self, path: &str, problem: Error) {
         let origin = self.p.origin(path);
         let (file, location) = match &origin {
-            crate::profile::Origin::Set(arg) => (
+            crate::compile::profile::Origin::Set(arg) => (
                 Some(format!("--set {arg}")),
-                Some(crate::error::set_location(arg, "")),
+                Some(crate::check::diagnostics::set_location(arg, "")),
             ),
             o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
         };
@@ -305,7 +305,7 @@ impl Checks<'_> {
             if let Some(ceiling) = i.max_cost_usd {
                 let job = &self.p.profile.job;
                 let seconds = job.timeout.seconds() + job.grace.seconds();
-                let cost = crate::catalog::job_cost(t.price_per_hour, seconds);
+                let cost = crate::check::catalog::job_cost(t.price_per_hour, seconds);
                 if cost > ceiling {
                     self.report(
                         "instance.max_cost_usd",
@@ -395,7 +395,7 @@ impl Checks<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let under = crate::paths::is_under;
+        let under = crate::compile::paths::is_under;
         for (a, ma) in mounts.iter().enumerate() {
             for (b, mb) in mounts.iter().enumerate().skip(a + 1) {
                 let path = format!("snippets.efs-mount.mounts[{b}].mount_point");
@@ -515,7 +515,7 @@ impl Checks<'_> {
             );
         }
         if compiled.payload.gzip
-            && self.p.profile.output.compression == crate::profile::Compression::Auto
+            && self.p.profile.output.compression == crate::compile::profile::Compression::Auto
         {
             self.report("snippets", Error::SizeBudget { raw, gzipped: true });
         }
@@ -543,7 +543,7 @@ impl Checks<'_> {
                     .iter()
                     .filter(|s| s.name == snippet)
                     .flat_map(|s| s.params.iter())
-                    .filter(|p| p.origin != crate::profile::Origin::Default)
+                    .filter(|p| p.origin != crate::compile::profile::Origin::Default)
                     .map(|p| format!("`{}` ({})", p.name, p.origin))
                     .collect();
                 let problem = Error::BadScript {

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::Client;
 use serde::Serialize;
 
-use crate::ec2::{self, Instance};
+use crate::aws::ec2::{self, Instance};
 
 /// Past this many seconds after launch, an instance without a readable
 /// deadline tag is reaped: the largest budget bootforge lets a job have
 /// (48 h of timeout, 2 h of grace) and the margin for boot and power-off.
-pub const UNKNOWN_DEADLINE_SECONDS: u64 = 50 * 3600 + crate::launch::DEADLINE_MARGIN_SECONDS;
+pub const UNKNOWN_DEADLINE_SECONDS: u64 = 50 * 3600 + crate::aws::plan::DEADLINE_MARGIN_SECONDS;
 
 /// Why `reap` ends an instance.
 #[derive(Debug, Clone, Serialize)]

@@ -6,8 +6,8 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::compile::payload::USER_DATA_LIMIT;
 use crate::compile::{Compiled, ResolvedSnippet};
-use crate::payload::USER_DATA_LIMIT;
 
 /// A profile's settings, snippets and payload, ready to show.
 #[derive(Debug, Clone, Serialize)]

@@ -4,8 +4,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::error::{Error, Location, Result};
-use crate::library::SnippetFiles;
+use crate::check::diagnostics::{Error, Location, Result};
+use crate::compile::library::SnippetFiles;
 
 /// The manifest file of every snippet directory.
 pub const MANIFEST: &str = "snippet.yaml";
@@ -144,13 +144,13 @@ impl Snippet {
                 .split_once(" at line ")
                 .filter(|_| location.is_some())
                 .map_or(message.clone(), |(h, _)| h.to_string());
-            let message = crate::error::strip_path_prefix(&message, Some(&path));
+            let message = crate::check::diagnostics::strip_path_prefix(&message, Some(&path));
             Error::Yaml {
-                kind: crate::error::YamlKind::of_serde(&message),
+                kind: crate::check::diagnostics::YamlKind::of_serde(&message),
                 what: "snippet manifest",
                 location,
                 file: display.clone(),
-                help: crate::error::unknown_field_help(&message),
+                help: crate::check::diagnostics::unknown_field_help(&message),
                 message: if path == "." {
                     message
                 } else {
@@ -204,7 +204,7 @@ impl Snippet {
                 return Err(ParamError {
                     param: key.to_string(),
                     at: String::new(),
-                    help: Some(match crate::error::did_you_mean(key, names) {
+                    help: Some(match crate::check::diagnostics::did_you_mean(key, names) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
                             "`{}` takes: {}",
@@ -256,7 +256,7 @@ pub struct ParamError {
 
 fn check_spec(spec: &Param) -> std::result::Result<(), String> {
     if let Some(p) = &spec.pattern {
-        crate::patterns::compiled(p).map_err(|e| format!("invalid pattern: {e}"))?;
+        crate::compile::patterns::compiled(p).map_err(|e| format!("invalid pattern: {e}"))?;
     }
     match spec.kind {
         ParamKind::List => match &spec.items {
@@ -358,7 +358,8 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                 }
             }
             if let Some(p) = &spec.pattern {
-                let re = crate::patterns::whole(p).map_err(|e| Issue::new(e.to_string()))?;
+                let re =
+                    crate::compile::patterns::whole(p).map_err(|e| Issue::new(e.to_string()))?;
                 if !re.is_match(&s) {
                     return Err(Issue::new(format!(
                         "{s:?} does not match the pattern `{p}`"
@@ -400,15 +401,17 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
             for key in map.keys() {
                 let key = key.as_str().unwrap_or_default();
                 if !spec.fields.contains_key(key) {
-                    let hint =
-                        crate::error::did_you_mean(key, spec.fields.keys().map(String::as_str))
-                            .map(|s| format!("; did you mean `{s}`?"))
-                            .unwrap_or_else(|| {
-                                format!(
-                                    "; the fields are: {}",
-                                    spec.fields.keys().cloned().collect::<Vec<_>>().join(", ")
-                                )
-                            });
+                    let hint = crate::check::diagnostics::did_you_mean(
+                        key,
+                        spec.fields.keys().map(String::as_str),
+                    )
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "; the fields are: {}",
+                            spec.fields.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    });
                     return Err(Issue {
                         at: format!(".{key}"),
                         message: format!("has an unknown field `{key}`{hint}"),
@@ -450,7 +453,8 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                     )));
                 };
                 if let Some(p) = &spec.pattern {
-                    let re = crate::patterns::whole(p).map_err(|e| Issue::new(e.to_string()))?;
+                    let re = crate::compile::patterns::whole(p)
+                        .map_err(|e| Issue::new(e.to_string()))?;
                     if !re.is_match(k) {
                         return Err(Issue {
                             at: format!(".{k}"),

@@ -19,10 +19,10 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 };
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::launch::{
+use crate::aws::plan::{
     Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN, parse_rfc3339,
 };
+use crate::check::diagnostics::{Error, Result};
 
 /// An instance as bootforge shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -23,14 +23,13 @@ impl Location {
         let mut line = line.max(1);
         let mut column = column.max(1);
         let mut text = source.lines().nth(line - 1).map(str::to_string);
-        if text.is_none() {
-            if let Some((i, last)) = source.lines().enumerate().last() {
-                if i + 1 < line {
-                    line = i + 1;
-                    column = last.chars().count() + 1;
-                    text = Some(last.to_string());
-                }
-            }
+        if text.is_none()
+            && let Some((i, last)) = source.lines().enumerate().last()
+            && i + 1 < line
+        {
+            line = i + 1;
+            column = last.chars().count() + 1;
+            text = Some(last.to_string());
         }
         Location {
             file: file.to_string(),
@@ -826,8 +825,8 @@ impl Error {
             ),
             Error::SizeBudget { raw, gzipped: false } => format!(
                 "the payload is {raw} bytes, {}% of EC2's {}-byte limit",
-                raw * 100 / crate::payload::USER_DATA_LIMIT,
-                crate::payload::USER_DATA_LIMIT
+                raw * 100 / crate::compile::payload::USER_DATA_LIMIT,
+                crate::compile::payload::USER_DATA_LIMIT
             ),
             Error::SizeBudget { raw, gzipped: true } => {
                 format!("the payload is {raw} bytes raw and had to be gzipped to fit")

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::check::diagnostics::{Error, Result};
+use crate::check::golden::{self, Drift};
+use crate::check::validate::Severity;
 use crate::compile::compile;
-use crate::error::{Error, Result};
-use crate::explain::Explanation;
-use crate::golden::{self, Drift};
-use crate::library::Library;
-use crate::profile::{DEFAULT_PROFILE, Override};
-use crate::snippet::Snippet;
-use crate::validate::Severity;
+use crate::compile::explain::Explanation;
+use crate::compile::library::Library;
+use crate::compile::profile::{DEFAULT_PROFILE, Override};
+use crate::compile::snippet::Snippet;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -288,13 +288,13 @@ where
     match execute(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}", crate::validate::Diagnostic::from(&e));
+            eprintln!("{}", crate::check::validate::Diagnostic::from(&e));
             e.exit_code()
         }
     }
 }
 
-fn library(cli: &Cli) -> Result<(Library, Option<crate::library::Project>)> {
+fn library(cli: &Cli) -> Result<(Library, Option<crate::compile::library::Project>)> {
     let cwd =
         std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?;
     Library::discover(&cwd, &cli.profiles, &cli.snippets)
@@ -326,13 +326,13 @@ fn execute(cli: Cli) -> Result<i32> {
                 Format::Payload => compiled.payload.bytes,
                 Format::CloudConfig => compiled.cloud_config.into_bytes(),
                 Format::Mime => {
-                    let mut parts = vec![crate::payload::Part {
+                    let mut parts = vec![crate::compile::payload::Part {
                         content_type: "text/cloud-config".to_string(),
                         filename: "cloud-config.yaml".to_string(),
                         content: compiled.cloud_config,
                     }];
                     parts.extend(compiled.parts);
-                    crate::payload::mime(&parts)?.into_bytes()
+                    crate::compile::payload::mime(&parts)?.into_bytes()
                 }
                 Format::Base64 => format!("{}\n", compiled.payload.base64()).into_bytes(),
             };
@@ -377,9 +377,9 @@ fn execute(cli: Cli) -> Result<i32> {
             for name in &names {
                 if library.profile(name).is_none() {
                     // A name nobody provides is a usage error, as in compile.
-                    return Err(crate::profile::unknown_profile(&library, name));
+                    return Err(crate::compile::profile::unknown_profile(&library, name));
                 }
-                all.extend(crate::validate::validate(&library, name, &overrides));
+                all.extend(crate::check::validate::validate(&library, name, &overrides));
             }
             let failing = all.iter().any(|d| {
                 d.severity == Severity::Error || (*strict && d.severity == Severity::Warning)
@@ -566,8 +566,8 @@ fn execute(cli: Cli) -> Result<i32> {
             json,
         } => {
             let name = profile_name(&mut library, Some(profile))?;
-            let loaded = crate::profile::load(&library, &name, &sets.parse()?)?;
-            let report = crate::launch::cost(&name, &loaded.profile);
+            let loaded = crate::compile::profile::load(&library, &name, &sets.parse()?)?;
+            let report = crate::aws::plan::cost(&name, &loaded.profile);
             if *json {
                 print_json(&report);
             } else {
@@ -577,12 +577,12 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::IamPolicy { profile, sets } => {
             let name = profile_name(&mut library, Some(profile))?;
-            let loaded = crate::profile::load(&library, &name, &sets.parse()?)?;
-            print_json(&crate::launch::iam_policy(&name, &loaded.profile));
+            let loaded = crate::compile::profile::load(&library, &name, &sets.parse()?)?;
+            print_json(&crate::aws::plan::iam_policy(&name, &loaded.profile));
             Ok(0)
         }
         Command::Schema => {
-            print_json(&crate::schema::profile_schema(&library));
+            print_json(&crate::check::schema::profile_schema(&library));
             Ok(0)
         }
         Command::List { what, json } => {
@@ -590,7 +590,7 @@ fn execute(cli: Cli) -> Result<i32> {
                 ListWhat::Profiles => {
                     let mut rows = Vec::new();
                     for name in library.profile_names() {
-                        let summary = crate::profile::load(&library, name, &[])
+                        let summary = crate::compile::profile::load(&library, name, &[])
                             .map(|p| p.profile.summary)
                             .unwrap_or_else(|e| {
                                 format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
@@ -668,7 +668,7 @@ fn money(v: Option<f64>) -> String {
     v.map_or("unpriced".to_string(), |v| format!("${v:.2}"))
 }
 
-fn print_cost(report: &crate::launch::CostReport) {
+fn print_cost(report: &crate::aws::plan::CostReport) {
     println!(
         "profile {}: {:.2} h of timeout and grace, prices for {} ({})",
         report.profile, report.budget_hours, report.region, report.source
@@ -708,11 +708,11 @@ mod aws {
     use std::time::Duration;
 
     use super::{money, print_json};
+    use crate::aws::ec2::{self, Instance};
+    use crate::aws::operate::{self, Event};
+    use crate::check::diagnostics::{Error, Result};
     use crate::compile::Compiled;
-    use crate::ec2::{self, Instance};
-    use crate::error::{Error, Result};
-    use crate::library::Library;
-    use crate::operate::{self, Event};
+    use crate::compile::library::Library;
 
     fn runtime() -> Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_current_thread()
@@ -737,7 +737,7 @@ mod aws {
             }
         }
         Ok(
-            crate::profile::load(library, crate::profile::DEFAULT_PROFILE, &[])?
+            crate::compile::profile::load(library, crate::compile::profile::DEFAULT_PROFILE, &[])?
                 .profile
                 .instance
                 .region,
@@ -782,7 +782,7 @@ mod aws {
         let host_dir =
             std::path::PathBuf::from(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
         let seconds = |s: f64| Duration::from_secs_f64(s.max(0.05));
-        let intervals = crate::wait::Intervals {
+        let intervals = crate::aws::wait::Intervals {
             status: seconds(args.poll),
             ec2: seconds(args.ec2_poll),
             status_grace: Duration::from_secs_f64(args.status_grace.max(0.0)),
@@ -791,14 +791,14 @@ mod aws {
         runtime()?.block_on(async {
             let client = ec2::client(&compiled.profile.profile.instance.region).await;
             if args.dry_run {
-                let claim = crate::claim::Claim::new(
+                let claim = crate::aws::claim::Claim::new(
                     &compiled.profile.name,
                     &job.id,
                     1,
                     &compiled.payload.sha256(),
                     operate::now(),
                 );
-                let plan = crate::launch::plan(compiled, &claim)?;
+                let plan = crate::aws::plan::plan(compiled, &claim)?;
                 for skipped in &plan.skipped {
                     eprintln!("not using {skipped}");
                 }
@@ -810,7 +810,7 @@ mod aws {
                 }
                 return Ok(if answer.allowed { 0 } else { 1 });
             }
-            let claims = crate::claim::Claims::open(&host_dir, &local_claims(), &job.id)?;
+            let claims = crate::aws::claim::Claims::open(&host_dir, &local_claims(), &job.id)?;
             if !claims.shared {
                 eprintln!(
                     "warning: {} is not on this host: the claim on job {} is kept in {}, which guards against launches from this host only",
@@ -859,13 +859,13 @@ mod aws {
                 "payload_sha256": compiled.payload.sha256(),
                 "client_token": launched.attempt.as_ref().map(|a| a.client_token.clone()),
                 "no_capacity": launched.no_capacity,
-                "claim": claims.dir().join(crate::claim::CLAIM_FILE),
+                "claim": claims.dir().join(crate::aws::claim::CLAIM_FILE),
                 "claim_shared": launched.claim_shared,
             });
             let finished = match (&launched.finished, args.wait) {
                 (Some(f), _) => Some(f.clone()),
                 (None, true) => Some(
-                    crate::wait::wait(&client, i, claims.dir(), intervals, args.follow, &mut on).await?,
+                    crate::aws::wait::wait(&client, i, claims.dir(), intervals, args.follow, &mut on).await?,
                 ),
                 (None, false) => None,
             };
@@ -917,7 +917,7 @@ mod aws {
             let rows: Vec<serde_json::Value> = list
                 .iter()
                 .map(|i| {
-                    let price = crate::catalog::lookup(&i.instance_type).map(|t| t.price_per_hour);
+                    let price = crate::check::catalog::lookup(&i.instance_type).map(|t| t.price_per_hour);
                     serde_json::json!({
                         "instance_id": i.id,
                         "profile": i.profile,
@@ -927,7 +927,7 @@ mod aws {
                         "age_seconds": age(i, now),
                         "deadline": i.deadline,
                         "past_deadline": i.deadline_epoch().is_some_and(|d| d < now),
-                        "cost_so_far": price.map(|p| crate::catalog::job_cost(p, age(i, now))),
+                        "cost_so_far": price.map(|p| crate::check::catalog::job_cost(p, age(i, now))),
                     })
                 })
                 .collect();
@@ -966,7 +966,7 @@ mod aws {
     /// Prints what terminating did; the exit code: 0 when every instance
     /// was terminated, 1 when EC2 refused some.
     fn report_terminations(
-        done: &[crate::reap::Termination],
+        done: &[crate::aws::reap::Termination],
         verb: &str,
         json_key: &str,
         extra: Option<(&str, serde_json::Value)>,
@@ -1017,7 +1017,7 @@ mod aws {
                         Some(i) if i.job.is_some() => targets.push(i.clone()),
                         Some(_) => {
                             return Err(Error::Usage {
-                                message: format!("{id} was not launched by bootforge (it has no {} tag): not terminating it", crate::launch::TAG_JOB),
+                                message: format!("{id} was not launched by bootforge (it has no {} tag): not terminating it", crate::aws::plan::TAG_JOB),
                             });
                         }
                         None => return Err(Error::Usage { message: format!("no instance {id} in {region}") }),
@@ -1033,7 +1033,7 @@ mod aws {
                 }
                 return Ok(0);
             }
-            let done = crate::reap::terminate_by_profile(&client, &targets).await;
+            let done = crate::aws::reap::terminate_by_profile(&client, &targets).await;
             Ok(report_terminations(&done, "terminating", "terminated", None, json))
         })
     }
@@ -1042,7 +1042,7 @@ mod aws {
         runtime()?.block_on(async {
             let client = ec2::client(region).await;
             let live = ec2::bootforge_instances(&client).await?;
-            let expired = crate::reap::expired(&live, operate::now());
+            let expired = crate::aws::reap::expired(&live, operate::now());
             let listed = serde_json::to_value(&expired).unwrap_or_default();
             if !yes {
                 if json {
@@ -1058,7 +1058,7 @@ mod aws {
                             i.state,
                             i.profile.as_deref().unwrap_or("?"),
                             i.job.as_deref().unwrap_or("?"),
-                            crate::launch::rfc3339(e.deadline),
+                            crate::aws::plan::rfc3339(e.deadline),
                             if e.from_tag { "" } else { " (launch time + the largest budget: its deadline tag is unreadable)" }
                         );
                     }
@@ -1074,7 +1074,7 @@ mod aws {
                 return Ok(0);
             }
             let instances: Vec<Instance> = expired.iter().map(|e| e.instance.clone()).collect();
-            let done = crate::reap::terminate_by_profile(&client, &instances).await;
+            let done = crate::aws::reap::terminate_by_profile(&client, &instances).await;
             Ok(report_terminations(&done, "terminating", "terminated", Some(("expired", listed)), json))
         })
     }

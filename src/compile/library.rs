@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::check::diagnostics::{Error, Result};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

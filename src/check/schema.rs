@@ -3,10 +3,10 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::aws_names;
-use crate::catalog;
-use crate::library::Library;
-use crate::snippet::{Param, ParamKind, Snippet};
+use crate::check::aws_names;
+use crate::check::catalog;
+use crate::compile::library::Library;
+use crate::compile::snippet::{Param, ParamKind, Snippet};
 
 const DURATION: &str = "^([0-9]+[smhd])+$";
 
