@@ -18,6 +18,7 @@ pub mod aws;
 pub mod check;
 mod cli;
 pub mod compile;
+pub mod progress;
 #[cfg(feature = "smoke")]
 pub mod smoke;
 

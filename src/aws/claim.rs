@@ -20,10 +20,11 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::plan::now;
 use crate::check::diagnostics::{Error, Result};
 
 /// The claim's file in the job's directory; the instance never moves it.
@@ -100,12 +101,6 @@ pub fn holder() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());
     format!("{host}:{}", std::process::id())
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Where a job's claim lives.
@@ -278,7 +273,7 @@ mod tests {
         let claims = Claims::open(dir.path(), dir.path(), "job").unwrap();
         let lock = claims.dir().join(LOCK_FILE);
         fs::write(&lock, "gone:1 0\n").unwrap();
-        let old = SystemTime::now() - LOCK_STALE * 3;
+        let old = std::time::SystemTime::now() - LOCK_STALE * 3;
         fs::File::options()
             .write(true)
             .open(&lock)

@@ -4,8 +4,12 @@
 //! its outcome (`wait`) and cleaning up (`reap`).
 
 pub mod claim;
+pub mod cost;
 #[cfg(feature = "aws")]
 pub mod ec2;
+pub mod iam;
+#[cfg(feature = "aws")]
+pub mod job;
 #[cfg(feature = "aws")]
 pub mod operate;
 pub mod plan;

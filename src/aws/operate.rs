@@ -4,34 +4,20 @@
 //! run's true outcome, and the rules of `reap` and `terminate`. Progress goes
 //! through a callback: the library never prints.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::Client;
 use serde::Serialize;
 
 use crate::aws::claim::{Claim, ClaimedAttempt, Claims};
 use crate::aws::ec2::{self, AttemptError, Instance};
+pub use crate::aws::plan::now;
 use crate::aws::plan::{Attempt, LaunchPlan};
 use crate::aws::wait::{Finished, Intervals, report};
 use crate::check::catalog;
 use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
-
-/// Something worth telling the person waiting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A line of progress.
-    Progress(String),
-    /// New text of the job's log (`--follow`).
-    Log(String),
-}
-
-/// Seconds since the epoch, now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::progress::Event;
 
 /// How long a new instance may stay unknown to DescribeInstances.
 pub const VISIBILITY_BOUND: Duration = Duration::from_secs(120);
@@ -408,6 +394,10 @@ async fn send_attempts(
     for attempt in &plan.attempts {
         let market = if attempt.spot { "spot" } else { "on-demand" };
         record(claims, plan.run, attempt, None)?;
+        on(Event::Phase(format!(
+            "launching {} {market}",
+            attempt.instance_type
+        )));
         on(Event::Progress(format!(
             "launching {} {market} in {}",
             attempt.instance_type, attempt.subnet
@@ -487,12 +477,15 @@ async fn visible(client: &Client, id: &str, on: &mut dyn FnMut(Event)) -> Result
     loop {
         match ec2::get(client, id).await {
             Ok(Some(i)) if i.state != "pending" => return Ok(Some(i)),
-            Ok(Some(i)) => on(Event::Progress(format!(
-                "{} {} ({}s)",
-                i.id,
-                i.state,
-                start.elapsed().as_secs()
-            ))),
+            Ok(Some(i)) => {
+                on(Event::Phase(format!("{} {}", i.id, i.state)));
+                on(Event::Progress(format!(
+                    "{} {} ({}s)",
+                    i.id,
+                    i.state,
+                    start.elapsed().as_secs()
+                )));
+            }
             Ok(None) => on(Event::Progress(format!(
                 "{id} not visible yet ({}s)",
                 start.elapsed().as_secs()

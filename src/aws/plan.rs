@@ -1,18 +1,15 @@
 //! What a launch sends, decided before any call: the attempts in fallback
-//! order (cost-guarded), the tags, the idempotency token, the deadline; and
-//! the least-privilege IAM policy and the price report of a profile.
+//! order (cost-guarded), the tags, the idempotency token, the deadline.
 
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 
 use crate::aws::claim::Claim;
 use crate::check::catalog;
 use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
-use crate::compile::profile::Profile;
 
 /// Tag keys bootforge sets on every instance and volume it launches.
 pub const TAG_PROFILE: &str = "bootforge:profile";
@@ -96,6 +93,13 @@ pub fn client_token(
         h.update([0]);
     }
     hex(&h.finalize())
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T01:02:03Z`).
@@ -220,191 +224,6 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         skipped,
         budget_seconds: budget,
     })
-}
-
-/// `cost PROFILE`: the price of a job and the cheaper types that would do.
-#[derive(Debug, Clone, Serialize)]
-pub struct CostReport {
-    pub profile: String,
-    pub region: &'static str,
-    pub source: &'static str,
-    pub budget_hours: f64,
-    pub max_cost_usd: Option<f64>,
-    pub types: Vec<TypeCost>,
-    /// Catalog types with the same GPU or a better one, cheaper than the
-    /// profile's first type.
-    pub cheaper: Vec<TypeCost>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TypeCost {
-    pub instance_type: String,
-    pub gpu: Option<String>,
-    pub price_per_hour: Option<f64>,
-    pub cost_at_timeout: Option<f64>,
-}
-
-fn type_cost(name: &str, seconds: u64) -> TypeCost {
-    let entry = catalog::lookup(name);
-    TypeCost {
-        instance_type: name.to_string(),
-        gpu: entry.map(|t| format!("{}× {} {} GB", t.gpu_count, t.gpu, t.gpu_memory_gib)),
-        price_per_hour: entry.map(|t| t.price_per_hour),
-        cost_at_timeout: entry.map(|t| catalog::job_cost(t.price_per_hour, seconds)),
-    }
-}
-
-/// Prices the profile's types over its timeout and grace.
-pub fn cost(name: &str, profile: &Profile) -> CostReport {
-    let job = &profile.job;
-    let seconds = job.timeout.seconds() + job.grace.seconds();
-    let hours = seconds as f64 / 3600.0;
-    let types: Vec<TypeCost> = profile
-        .instance
-        .types
-        .iter()
-        .map(|t| type_cost(t, seconds))
-        .collect();
-    let mut cheaper = Vec::new();
-    if let Some(first) = profile
-        .instance
-        .types
-        .first()
-        .and_then(|t| catalog::lookup(t))
-    {
-        let rank = catalog::gpu_rank(first.gpu);
-        for t in catalog::CATALOG {
-            let good = catalog::gpu_rank(t.gpu) >= rank
-                && t.gpu_count >= first.gpu_count
-                && t.gpu_memory_gib >= first.gpu_memory_gib;
-            if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
-                cheaper.push(type_cost(t.name, seconds));
-            }
-        }
-        cheaper.sort_by(|a, b| {
-            a.price_per_hour
-                .unwrap_or(0.0)
-                .total_cmp(&b.price_per_hour.unwrap_or(0.0))
-        });
-    }
-    CostReport {
-        profile: name.to_string(),
-        region: catalog::PRICE_REGION,
-        source: catalog::PRICE_SOURCE,
-        budget_hours: hours,
-        max_cost_usd: profile.instance.max_cost_usd,
-        types,
-        cheaper,
-    }
-}
-
-/// `iam-policy PROFILE`: what the launching host needs, and no more.
-pub fn iam_policy(name: &str, profile: &Profile) -> Json {
-    let i = &profile.instance;
-    let region = &i.region;
-    let account = i.account.clone().unwrap_or_else(|| "*".to_string());
-    let arn = |kind: &str, id: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/{id}");
-    let mut launch_on = vec![format!("arn:aws:ec2:{region}::image/{}", i.ami)];
-    launch_on.extend(i.subnets.iter().map(|s| arn("subnet", s)));
-    launch_on.extend(i.security_groups.iter().map(|s| arn("security-group", s)));
-    if let Some(key) = &i.key_pair {
-        launch_on.push(arn("key-pair", key));
-    }
-    // Every resource RunInstances creates; the network interface comes from
-    // the subnet above and takes no tags.
-    let mut created = vec![
-        arn("instance", "*"),
-        arn("volume", "*"),
-        arn("network-interface", "*"),
-    ];
-    let mut untagged = vec![arn("network-interface", "*")];
-    if i.spot {
-        created.push(arn("spot-instances-request", "*"));
-        untagged.push(arn("spot-instances-request", "*"));
-    }
-    let tag_keys: Vec<String> = ["Name", "bootforge:*"]
-        .into_iter()
-        .map(str::to_string)
-        .chain(i.tags.keys().cloned())
-        .collect();
-    let request_tag = format!("aws:RequestTag/{TAG_PROFILE}");
-    let mut statements = vec![
-        json!({
-            "Sid": "LaunchFromTheProfilesResources",
-            "Effect": "Allow",
-            "Action": "ec2:RunInstances",
-            "Resource": launch_on,
-        }),
-        json!({
-            "Sid": "CreateOnlyTheProfilesInstances",
-            "Effect": "Allow",
-            "Action": "ec2:RunInstances",
-            "Resource": arn("instance", "*"),
-            "Condition": {
-                "StringEquals": {
-                    &request_tag: name,
-                    "ec2:InstanceType": i.types,
-                    "ec2:MetadataHttpTokens": "required",
-                },
-                "ForAllValues:StringLike": {"aws:TagKeys": tag_keys},
-            },
-        }),
-        json!({
-            "Sid": "CreateOnlyVolumesTaggedAtLaunch",
-            "Effect": "Allow",
-            "Action": "ec2:RunInstances",
-            "Resource": arn("volume", "*"),
-            "Condition": {"StringEquals": {&request_tag: name}},
-        }),
-        json!({
-            "Sid": "CreateTheNetworkInterfaceInTheSubnetAbove",
-            "Effect": "Allow",
-            "Action": "ec2:RunInstances",
-            "Resource": untagged,
-        }),
-        json!({
-            "Sid": "TagOnlyWhileLaunching",
-            "Effect": "Allow",
-            "Action": "ec2:CreateTags",
-            "Resource": created,
-            "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
-        }),
-        json!({
-            "Sid": "TerminateOnlyTheProfilesInstances",
-            "Effect": "Allow",
-            "Action": "ec2:TerminateInstances",
-            "Resource": arn("instance", "*"),
-            "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_PROFILE}"): name}},
-        }),
-        json!({
-            "Sid": "ReadTheConsoleOfOnlyTheProfilesInstances",
-            "Effect": "Allow",
-            "Action": "ec2:GetConsoleOutput",
-            "Resource": arn("instance", "*"),
-            "Condition": {"StringEquals": {format!("aws:ResourceTag/{TAG_PROFILE}"): name}},
-        }),
-        json!({
-            "Sid": "DescribeCannotBeScoped",
-            "Effect": "Allow",
-            "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus"],
-            "Resource": "*",
-        }),
-    ];
-    if let Some(role) = &i.instance_role {
-        let resource = if role.starts_with("arn:") {
-            role.clone()
-        } else {
-            format!("arn:aws:iam::{account}:role/{role}")
-        };
-        statements.push(json!({
-            "Sid": "PassOnlyTheInstanceRole",
-            "Effect": "Allow",
-            "Action": "iam:PassRole",
-            "Resource": resource,
-            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-        }));
-    }
-    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The rules of `reap` and `terminate`: only bootforge's instances, only
-//! past their deadline, one TerminateInstances call per profile.
+//! The rules of `ps`, `reap` and `terminate`: only bootforge's instances,
+//! only past their deadline, one TerminateInstances call per profile.
 
 use std::collections::BTreeMap;
 
@@ -7,11 +7,95 @@ use aws_sdk_ec2::Client;
 use serde::Serialize;
 
 use crate::aws::ec2::{self, Instance};
+use crate::aws::plan::TAG_JOB;
+use crate::check::catalog;
+use crate::check::diagnostics::{Error, Result};
 
 /// Past this many seconds after launch, an instance without a readable
 /// deadline tag is reaped: the largest budget bootforge lets a job have
 /// (48 h of timeout, 2 h of grace) and the margin for boot and power-off.
 pub const UNKNOWN_DEADLINE_SECONDS: u64 = 50 * 3600 + crate::aws::plan::DEADLINE_MARGIN_SECONDS;
+
+/// One live instance as `ps` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alive {
+    pub instance_id: String,
+    pub profile: Option<String>,
+    pub job: Option<String>,
+    pub state: String,
+    pub instance_type: String,
+    pub age_seconds: u64,
+    pub deadline: Option<String>,
+    pub past_deadline: bool,
+    /// The catalog's price over the instance's age (none when unpriced).
+    pub cost_so_far: Option<f64>,
+}
+
+/// `instances` as `ps` shows them at `now`.
+pub fn alive(instances: &[Instance], now: u64) -> Vec<Alive> {
+    instances
+        .iter()
+        .map(|i| {
+            let age = i.launched.map_or(0, |l| now.saturating_sub(l));
+            Alive {
+                instance_id: i.id.clone(),
+                profile: i.profile.clone(),
+                job: i.job.clone(),
+                state: i.state.clone(),
+                instance_type: i.instance_type.clone(),
+                age_seconds: age,
+                deadline: i.deadline.clone(),
+                past_deadline: i.deadline_epoch().is_some_and(|d| d < now),
+                cost_so_far: catalog::lookup(&i.instance_type)
+                    .map(|t| catalog::job_cost(t.price_per_hour, age)),
+            }
+        })
+        .collect()
+}
+
+/// What `terminate` may end: the live instances of `job`, and the
+/// instances `ids`, each of which must exist in `region` and carry
+/// bootforge's job tag (anything else is refused before any call ends
+/// anything).
+pub async fn targets(
+    client: &Client,
+    region: &str,
+    ids: &[String],
+    job: Option<&str>,
+) -> Result<Vec<Instance>> {
+    if ids.is_empty() && job.is_none() {
+        return Err(Error::Usage {
+            message: "say which instances: `terminate INSTANCE…` or `terminate --job ID`"
+                .to_string(),
+        });
+    }
+    let mut targets = Vec::new();
+    if let Some(job) = job {
+        targets.extend(ec2::find_job(client, None, job).await?);
+    }
+    if !ids.is_empty() {
+        let found = ec2::describe(client, Vec::new(), ids.to_vec()).await?;
+        for id in ids {
+            match found.iter().find(|i| &i.id == id) {
+                Some(i) if i.job.is_some() => targets.push(i.clone()),
+                Some(_) => {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "{id} was not launched by bootforge (it has no {TAG_JOB} tag): not terminating it"
+                        ),
+                    });
+                }
+                None => {
+                    return Err(Error::Usage {
+                        message: format!("no instance {id} in {region}"),
+                    });
+                }
+            }
+        }
+    }
+    targets.retain(|i| i.state != "terminated");
+    Ok(targets)
+}
 
 /// Why `reap` ends an instance.
 #[derive(Debug, Clone, Serialize)]

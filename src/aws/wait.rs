@@ -11,8 +11,10 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::aws::ec2::{self, Instance};
-use crate::aws::operate::{Event, VISIBILITY_BOUND, now};
+use crate::aws::operate::{VISIBILITY_BOUND, now};
+use crate::check::catalog;
 use crate::check::diagnostics::Result;
+use crate::progress::Event;
 
 /// How a waited-for job ended.
 #[derive(Debug, Clone, Serialize)]
@@ -211,12 +213,20 @@ pub async fn wait(
     let mut errors_since: Option<Instant> = None;
     let mut backoff = intervals.status;
     let mut status_seen = false;
+    on(Event::Phase(format!("{id} {}", instance.state)));
+    if let (Some(since), Some(t)) = (instance.launched, catalog::lookup(&instance.instance_type)) {
+        on(Event::Billing {
+            since,
+            per_hour: t.price_per_hour,
+        });
+    }
     loop {
         if let Some(f) = follow.as_mut() {
             f.poll(on);
         }
         if !status_seen && read_status(job_dir, &id).is_some() {
             status_seen = true;
+            on(Event::Phase(format!("{id} powering off")));
             on(Event::Progress(format!(
                 "{id} wrote its status; waiting for it to power off"
             )));
@@ -259,6 +269,7 @@ pub async fn wait(
                     intervals.ec2
                 };
             if current.state != last {
+                on(Event::Phase(format!("{id} {}", current.state)));
                 on(Event::Progress(format!(
                     "{id} {} ({}s)",
                     current.state,

@@ -37,6 +37,12 @@ pub struct Report {
 }
 
 /// The golden file of profile `name` under `dir`.
+/// Where `check` looks without `--golden`: the project folder's `golden/`,
+/// else `golden/` in the current directory.
+pub fn default_dir(project: Option<&crate::compile::library::Project>) -> PathBuf {
+    project.map_or_else(|| PathBuf::from("golden"), |p| p.root.join("golden"))
+}
+
 pub fn golden_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.yaml"))
 }

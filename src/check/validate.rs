@@ -9,7 +9,7 @@ use serde_yaml_ng::Value;
 
 use crate::check::aws_names;
 use crate::check::catalog;
-use crate::check::diagnostics::{Error, IdKind, Location, did_you_mean};
+use crate::check::diagnostics::{Error, IdKind, Location, Result, did_you_mean};
 use crate::compile::library::Library;
 use crate::compile::payload::USER_DATA_LIMIT;
 use crate::compile::profile::{LoadedProfile, Override};
@@ -105,6 +105,35 @@ pub fn validate(library: &Library, name: &str, overrides: &[Override]) -> Vec<Di
             checks.found
         }
     }
+}
+
+/// Validates every profile in `names` (every profile of the library when
+/// empty). A name no profile has is a usage error, as in `compile`.
+pub fn validate_all(
+    library: &Library,
+    names: &[String],
+    overrides: &[Override],
+) -> Result<Vec<Diagnostic>> {
+    let names: Vec<String> = if names.is_empty() {
+        library.profile_names().map(str::to_string).collect()
+    } else {
+        names.to_vec()
+    };
+    let mut all = Vec::new();
+    for name in &names {
+        if library.profile(name).is_none() {
+            return Err(crate::compile::profile::unknown_profile(library, name));
+        }
+        all.extend(validate(library, name, overrides));
+    }
+    Ok(all)
+}
+
+/// Whether `found` fails validation: any error, or with `strict` any warning.
+pub fn fails(found: &[Diagnostic], strict: bool) -> bool {
+    found
+        .iter()
+        .any(|d| d.severity == Severity::Error || (strict && d.severity == Severity::Warning))
 }
 
 struct Checks<'a> {

@@ -92,6 +92,18 @@ impl Compiled {
             .find(|p| p.name == name)
             .map(|p| &p.value)
     }
+
+    /// The payload as multipart MIME whatever its parts: the cloud-config
+    /// document first, then the extra parts.
+    pub fn mime(&self) -> Result<String> {
+        let mut parts = vec![Part {
+            content_type: "text/cloud-config".to_string(),
+            filename: "cloud-config.yaml".to_string(),
+            content: self.cloud_config.clone(),
+        }];
+        parts.extend(self.parts.iter().cloned());
+        crate::compile::payload::mime(&parts)
+    }
 }
 
 /// Compiles profile `name` with `overrides` applied.

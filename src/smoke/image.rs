@@ -3,7 +3,8 @@
 //! a hash of that recipe so that it is rebuilt only when the recipe changes.
 
 use std::fs;
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -11,6 +12,7 @@ use sha2::Digest as _;
 
 use super::environment;
 use crate::check::diagnostics::{Error, Result};
+use crate::progress::Event;
 
 /// The image recipe: every file that goes into the image, by name.
 const RECIPE: &[(&str, &str)] = &[
@@ -84,7 +86,7 @@ pub struct ImageBuild {
 
 /// Builds the smoke image from the recipe (debootstrap, stand-ins, `docker
 /// import`) unless an image of the same recipe exists; `force` rebuilds.
-pub fn build_image(force: bool) -> Result<ImageBuild> {
+pub fn build_image(force: bool, on: &mut dyn FnMut(Event)) -> Result<ImageBuild> {
     let image = image();
     let start = Instant::now();
     if !force && image_exists(&image)? {
@@ -102,16 +104,49 @@ pub fn build_image(force: bool) -> Result<ImageBuild> {
         let path = files.join(name);
         fs::write(&path, text).map_err(|e| Error::io(&path, "write", e))?;
     }
-    let status = Command::new("bash")
-        .arg(files.join("build-image.sh"))
-        .arg(work.path())
-        .arg(&files)
-        .arg(&image)
-        .status()
-        .map_err(|e| environment(format!("cannot run bash: {e}"), "install bash"))?;
+    on(Event::Phase(format!("building {image}")));
+    // The recipe's output, both streams in order, line by line: details of
+    // the phase, and the end of it in the error when the build fails.
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| environment(format!("cannot make a pipe: {e}"), "retry"))?;
+    let mut child = {
+        let mut command = Command::new("bash");
+        command
+            .arg(files.join("build-image.sh"))
+            .arg(work.path())
+            .arg(&files)
+            .arg(&image)
+            .stdin(Stdio::null())
+            .stdout(
+                writer
+                    .try_clone()
+                    .map_err(|e| environment(format!("cannot make a pipe: {e}"), "retry"))?,
+            )
+            .stderr(writer);
+        command
+            .spawn()
+            .map_err(|e| environment(format!("cannot run bash: {e}"), "install bash"))?
+        // `command`, and with it the pipe's writing ends, is dropped here:
+        // the reader sees the end when the recipe ends.
+    };
+    let mut tail = std::collections::VecDeque::new();
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { break };
+        if tail.len() == 20 {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        on(Event::Detail(line));
+    }
+    let status = child
+        .wait()
+        .map_err(|e| environment(format!("cannot wait for bash: {e}"), "retry"))?;
     if !status.success() {
         return Err(environment(
-            format!("building the smoke image {image} failed ({status})"),
+            format!(
+                "building the smoke image {image} failed ({status}); its last lines:\n  {}",
+                Vec::from(tail).join("\n  ")
+            ),
             "it needs root, debootstrap, the machine's Debian mirror and a Docker engine; the lines above say which failed",
         ));
     }

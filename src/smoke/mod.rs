@@ -21,11 +21,13 @@ use serde_json::Value as Json;
 
 pub use self::checks::{Check, Timings};
 pub use self::image::{IMAGE, ImageBuild, build_image, image, image_tag};
+pub use self::scenarios::chosen;
 pub use self::scenarios::{PowerOff, SCENARIOS, Scenario, scenario};
 use crate::check::diagnostics::{Error, Result};
 use crate::compile::compile;
 use crate::compile::library::Library;
 use crate::compile::profile::Override;
+use crate::progress::Event;
 
 fn environment(message: impl Into<String>, help: impl Into<String>) -> Error {
     Error::Environment {
@@ -120,6 +122,7 @@ pub fn run(
     scenario: &Scenario,
     sets: &[Override],
     options: &Options,
+    on: &mut dyn FnMut(Event),
 ) -> Result<Report> {
     if options.efs.is_some() && scenario.stand_in {
         return Err(Error::Usage {
@@ -170,7 +173,12 @@ pub fn run(
     let deadline = options.deadline.unwrap_or(Duration::from_secs(
         job.timeout.seconds() + job.grace.seconds() + 180,
     ));
+    on(Event::Phase(format!(
+        "{}: booting under cloud-init",
+        scenario.name
+    )));
     let ended = boot::boot(&image, &compiled, scenario, &folders, &mounts, deadline)?;
+    on(Event::Phase(format!("{}: checking", scenario.name)));
 
     let mut checks = Vec::new();
     let mut timings = Timings::default();

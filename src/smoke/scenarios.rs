@@ -219,6 +219,17 @@ pub fn scenario(name: &str) -> Result<&'static Scenario> {
         })
 }
 
+/// The scenarios a `smoke` run boots: those `names` asks for; when none,
+/// every scenario, or only `ok` when the EFS is the user's own folder (the
+/// other scenarios bring their own pipeline).
+pub fn chosen(names: &[String], own_efs: bool) -> Result<Vec<&'static Scenario>> {
+    match (names.is_empty(), own_efs) {
+        (true, true) => Ok(vec![scenario("ok")?]),
+        (true, false) => Ok(SCENARIOS.iter().collect()),
+        (false, _) => names.iter().map(|s| scenario(s)).collect(),
+    }
+}
+
 /// The names of `scenarios`, comma-separated.
 pub fn names<'a>(scenarios: impl Iterator<Item = &'a Scenario>) -> String {
     scenarios.map(|s| s.name).collect::<Vec<_>>().join(", ")

@@ -81,6 +81,8 @@ fn help_has_an_example_for_each_command() {
         "schema",
         "cost",
         "iam-policy",
+        "completions",
+        "man",
     ];
     if cfg!(feature = "smoke") {
         commands.push("smoke");
@@ -98,6 +100,101 @@ fn help_has_an_example_for_each_command() {
     }
     let run = Test::new().arg("--help").run().success();
     insta::assert_snapshot!("help", run.stdout());
+}
+
+/// The subcommands `--help` lists.
+fn commands() -> Vec<String> {
+    let help = Test::new().arg("--help").run().success().stdout();
+    let listed = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("--help lists the commands");
+    listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn completions_know_every_command_and_load_in_bash() {
+    let commands = commands();
+    assert!(commands.len() >= 10, "{commands:?}");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = Test::new()
+            .args(["completions", shell])
+            .run()
+            .success()
+            .stdout();
+        for c in &commands {
+            assert!(script.contains(c.as_str()), "{shell} completions lack {c}");
+        }
+    }
+    Test::new().args(["completions", "tcsh"]).run().failure(2);
+    if crate::have("bash") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootforge.bash");
+        let script = Test::new()
+            .args(["completions", "bash"])
+            .run()
+            .success()
+            .stdout();
+        std::fs::write(&path, script).unwrap();
+        // Loaded, asked for `bootforge la<TAB>`, it offers `launch`.
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=(bootforge {}); COMP_CWORD=1; _bootforge bootforge {} bootforge; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                path.display(),
+                "co",
+                "co"
+            ))
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for c in commands.iter().filter(|c| c.starts_with("co")) {
+            assert!(
+                offered.lines().any(|l| l == c),
+                "{c} not offered: {offered}"
+            );
+        }
+        assert!(!offered.lines().any(|l| l == "list"), "{offered}");
+    }
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let page = Test::new().arg("man").run().success().stdout();
+    assert!(page.contains(".TH bootforge 1"), "{page}");
+    for c in commands() {
+        assert!(
+            page.contains(&format!("bootforge\\-{}", c.replace('-', "\\-"))),
+            "no {c} in the page"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    Test::new()
+        .arg("man")
+        .arg("--dir")
+        .arg(&out)
+        .run()
+        .success();
+    for c in commands() {
+        let page = std::fs::read_to_string(out.join(format!("bootforge-{c}.1")))
+            .unwrap_or_else(|e| panic!("bootforge-{c}.1: {e}"));
+        assert!(page.contains(&format!(".TH bootforge-{c} 1")), "{page}");
+        let synopsis = format!("\\fBbootforge {}\\fR", c.replace('-', "\\-"));
+        assert!(page.contains(&synopsis), "{page}");
+    }
+    assert!(out.join("bootforge.1").is_file());
 }
 
 #[test]

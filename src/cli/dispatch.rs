@@ -1,0 +1,422 @@
+//! Each command: its arguments turned into the library's inputs, the
+//! library called, its values handed to [`super::reports`].
+
+use std::path::Path;
+
+use clap::CommandFactory as _;
+
+#[cfg(feature = "smoke")]
+use super::reports::Progress;
+use super::reports::{self, print_json};
+use super::{Cli, Command, Format, ListWhat, ReportFormat};
+use crate::check::diagnostics::{Error, Result};
+use crate::check::golden;
+use crate::check::validate;
+use crate::compile::compile;
+use crate::compile::explain::Explanation;
+use crate::compile::library::{Library, Project};
+use crate::compile::profile::{DEFAULT_PROFILE, load};
+
+fn library(cli: &Cli) -> Result<(Library, Option<Project>)> {
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::io(".", "find the current directory", e))?;
+    Library::discover(&cwd, &cli.profiles, &cli.snippets)
+}
+
+/// A profile argument is a name, or a path when it names a .yaml file.
+fn profile_name(library: &mut Library, arg: Option<&str>) -> Result<String> {
+    match arg {
+        None => Ok(DEFAULT_PROFILE.to_string()),
+        Some(a) if a.ends_with(".yaml") && Path::new(a).is_file() => {
+            library.add_profile_file(Path::new(a))
+        }
+        Some(a) => Ok(a.to_string()),
+    }
+}
+
+pub(super) fn execute(cli: Cli) -> Result<i32> {
+    // The two commands about the command line itself need no library.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "bootforge", &mut out);
+            reports::write_stdout(&out)?;
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            man(dir.as_deref())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let (mut library, project) = library(&cli)?;
+    match &cli.command {
+        Command::Completions { .. } | Command::Man { .. } => Ok(0),
+        Command::Compile {
+            profile,
+            sets,
+            format,
+            output,
+        } => {
+            let name = profile_name(&mut library, profile.as_deref())?;
+            let compiled = compile(&library, &name, &sets.parse()?)?;
+            let bytes = match format {
+                Format::Payload => compiled.payload.bytes,
+                Format::CloudConfig => compiled.cloud_config.into_bytes(),
+                Format::Mime => compiled.mime()?.into_bytes(),
+                Format::Base64 => format!("{}\n", compiled.payload.base64()).into_bytes(),
+            };
+            match output {
+                Some(path) => golden::write_atomically(path, &bytes)?,
+                None => reports::write_stdout(&bytes)?,
+            }
+            Ok(0)
+        }
+        Command::Explain {
+            profile,
+            sets,
+            json,
+        } => {
+            let name = profile_name(&mut library, profile.as_deref())?;
+            let explanation = Explanation::new(&compile(&library, &name, &sets.parse()?)?);
+            if *json {
+                print_json(&explanation);
+            } else {
+                println!("{explanation}");
+            }
+            Ok(0)
+        }
+        Command::Validate {
+            names,
+            sets,
+            strict,
+            format,
+        } => {
+            let names = names
+                .iter()
+                .map(|n| profile_name(&mut library, Some(n)))
+                .collect::<Result<Vec<_>>>()?;
+            let all = validate::validate_all(&library, &names, &sets.parse()?)?;
+            let failing = validate::fails(&all, *strict);
+            match format {
+                ReportFormat::Json => print_json(&all),
+                ReportFormat::Text => reports::print_diagnostics(&all, failing, *strict),
+            }
+            Ok(i32::from(failing))
+        }
+        Command::Check {
+            bless,
+            golden: dir,
+            json,
+        } => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| golden::default_dir(project.as_ref()));
+            let report = golden::check(&library, &dir, *bless)?;
+            if *json {
+                print_json(&report);
+            } else {
+                reports::print_drift(&report, &dir);
+            }
+            Ok(i32::from(!report.drift.is_empty()))
+        }
+        #[cfg(feature = "smoke")]
+        Command::Smoke {
+            profile,
+            scenarios,
+            sets,
+            keep,
+            efs,
+            boot_timeout,
+            force,
+            json,
+        } => {
+            use crate::smoke;
+            let mut progress = Progress::new(*json);
+            if profile == "image" {
+                let build = smoke::build_image(*force, &mut progress.sink())?;
+                drop(progress);
+                if *json {
+                    print_json(&build);
+                } else if build.built {
+                    println!("built {} in {:.0}s", build.image, build.seconds);
+                } else {
+                    println!("{} is up to date", build.image);
+                }
+                return Ok(0);
+            }
+            let name = profile_name(&mut library, Some(profile))?;
+            let chosen = smoke::chosen(scenarios, efs.is_some())?;
+            let overrides = sets.parse()?;
+            let options = smoke::Options {
+                keep: keep.clone(),
+                deadline: boot_timeout.map(std::time::Duration::from_secs),
+                efs: efs.clone(),
+            };
+            let mut reports = Vec::new();
+            for scenario in chosen {
+                let report = smoke::run(
+                    &library,
+                    &name,
+                    scenario,
+                    &overrides,
+                    &options,
+                    &mut progress.sink(),
+                )?;
+                if !*json {
+                    progress.event(crate::progress::Event::Progress(report.to_string()));
+                }
+                reports.push(report);
+            }
+            drop(progress);
+            if *json {
+                print_json(&reports);
+            }
+            Ok(i32::from(!reports.iter().all(smoke::Report::passed)))
+        }
+        #[cfg(feature = "aws")]
+        Command::Launch {
+            profile,
+            sets,
+            dry_run,
+            wait,
+            follow,
+            rerun,
+            poll,
+            ec2_poll,
+            status_grace,
+            json,
+        } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let compiled = compile(&library, &name, &sets.parse()?)?;
+            let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
+            let request = crate::aws::job::Request {
+                wait: *wait,
+                follow: *follow,
+                rerun: *rerun,
+                intervals: crate::aws::wait::Intervals {
+                    status: seconds(*poll),
+                    ec2: seconds(*ec2_poll),
+                    status_grace: std::time::Duration::from_secs_f64(status_grace.max(0.0)),
+                },
+            };
+            aws::launch(&compiled, *dry_run, request, *json)
+        }
+        #[cfg(feature = "aws")]
+        Command::Ps { region, json } => aws::ps(
+            &crate::aws::job::region(&library, region.region.as_deref())?,
+            *json,
+        ),
+        #[cfg(feature = "aws")]
+        Command::Terminate {
+            ids,
+            job,
+            region,
+            json,
+        } => aws::terminate(
+            &crate::aws::job::region(&library, region.region.as_deref())?,
+            ids,
+            job.as_deref(),
+            *json,
+        ),
+        #[cfg(feature = "aws")]
+        Command::Reap { yes, region, json } => aws::reap(
+            &crate::aws::job::region(&library, region.region.as_deref())?,
+            *yes,
+            *json,
+        ),
+        Command::Cost {
+            profile,
+            sets,
+            json,
+        } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let loaded = load(&library, &name, &sets.parse()?)?;
+            let report = crate::aws::cost::cost(&name, &loaded.profile);
+            if *json {
+                print_json(&report);
+            } else {
+                reports::print_cost(&report);
+            }
+            Ok(0)
+        }
+        Command::IamPolicy { profile, sets } => {
+            let name = profile_name(&mut library, Some(profile))?;
+            let loaded = load(&library, &name, &sets.parse()?)?;
+            print_json(&crate::aws::iam::iam_policy(&name, &loaded.profile));
+            Ok(0)
+        }
+        Command::Schema => {
+            print_json(&crate::check::schema::profile_schema(&library));
+            Ok(0)
+        }
+        Command::List { what, json } => {
+            let rows = match what {
+                ListWhat::Profiles => library.list_profiles(),
+                ListWhat::Snippets => library.list_snippets(),
+            };
+            if *json {
+                print_json(&rows);
+            } else {
+                reports::print_list(&rows);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `man`: the page of `bootforge` on stdout, or with `dir` one page per
+/// command (`bootforge-launch.1`…) written there.
+fn man(dir: Option<&Path>) -> Result<()> {
+    let command = Cli::command();
+    let render = |cmd: clap::Command, path: Option<&Path>| -> Result<()> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| Error::io("man page", "render", e))?;
+        match path {
+            Some(path) => golden::write_atomically(path, &page),
+            None => reports::write_stdout(&page),
+        }
+    };
+    let Some(dir) = dir else {
+        return render(command, None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+    let pages = command.get_subcommands().count() + 1;
+    for sub in command.get_subcommands() {
+        let name = format!("bootforge-{}", sub.get_name());
+        // A subcommand's page is titled after its file, its synopsis shows
+        // the command as typed.
+        let page = sub
+            .clone()
+            .display_name(name.clone())
+            .version(env!("CARGO_PKG_VERSION"))
+            .bin_name(format!("bootforge {}", sub.get_name()));
+        render(page, Some(&dir.join(format!("{name}.1"))))?;
+    }
+    render(command, Some(&dir.join("bootforge.1")))?;
+    println!("wrote {pages} pages into {}", dir.display());
+    Ok(())
+}
+
+/// The commands that talk to EC2: each runs the library's async calls on a
+/// runtime of its own.
+#[cfg(feature = "aws")]
+mod aws {
+    use super::reports::{self, Progress, print_json};
+    use crate::aws::ec2;
+    use crate::aws::job::{self, Request};
+    use crate::aws::plan::now;
+    use crate::aws::reap;
+    use crate::check::diagnostics::{Error, Result};
+    use crate::compile::Compiled;
+
+    fn runtime() -> Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Environment {
+                message: format!("cannot start the async runtime: {e}"),
+                help: None,
+            })
+    }
+
+    pub fn launch(compiled: &Compiled, dry_run: bool, request: Request, json: bool) -> Result<i32> {
+        let mut progress = Progress::new(json);
+        runtime()?.block_on(async {
+            let client = ec2::client(&compiled.profile.profile.instance.region).await;
+            if dry_run {
+                let answer = job::dry_run(&client, compiled, &mut progress.sink()).await?;
+                drop(progress);
+                if json {
+                    print_json(&answer);
+                } else {
+                    println!("{}", answer.message);
+                }
+                return Ok(i32::from(!answer.allowed));
+            }
+            let report = job::launch(&client, compiled, request, &mut progress.sink()).await?;
+            drop(progress);
+            if json {
+                print_json(&report);
+            } else {
+                reports::print_launch(&report);
+            }
+            Ok(report.exit_code())
+        })
+    }
+
+    pub fn ps(region: &str, json: bool) -> Result<i32> {
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let rows = reap::alive(&ec2::bootforge_instances(&client).await?, now());
+            if json {
+                print_json(&rows);
+            } else {
+                reports::print_ps(&rows, region);
+            }
+            Ok(0)
+        })
+    }
+
+    /// Terminates `targets`; exit code 1 when EC2 refused some.
+    async fn end(
+        client: &aws_sdk_ec2::Client,
+        targets: &[ec2::Instance],
+        expired: Option<serde_json::Value>,
+        json: bool,
+    ) -> i32 {
+        let done = reap::terminate_by_profile(client, targets).await;
+        if json {
+            let mut doc = serde_json::json!({
+                "terminated": done.iter().filter(|t| t.terminated).map(|t| &t.instance_id).collect::<Vec<_>>(),
+                "refused": done.iter().filter(|t| !t.terminated).collect::<Vec<_>>(),
+            });
+            if let Some(expired) = expired {
+                doc["expired"] = expired;
+            }
+            print_json(&doc);
+        } else {
+            reports::print_terminations(&done);
+        }
+        i32::from(done.iter().any(|t| !t.terminated))
+    }
+
+    pub fn terminate(region: &str, ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let targets = reap::targets(&client, region, ids, job).await?;
+            if targets.is_empty() {
+                if json {
+                    print_json(&serde_json::json!({ "terminated": [], "refused": [] }));
+                } else {
+                    println!("nothing to terminate");
+                }
+                return Ok(0);
+            }
+            Ok(end(&client, &targets, None, json).await)
+        })
+    }
+
+    pub fn reap(region: &str, yes: bool, json: bool) -> Result<i32> {
+        runtime()?.block_on(async {
+            let client = ec2::client(region).await;
+            let expired = reap::expired(&ec2::bootforge_instances(&client).await?, now());
+            let listed = serde_json::to_value(&expired).unwrap_or_default();
+            if !yes || expired.is_empty() {
+                if json {
+                    print_json(
+                        &serde_json::json!({ "expired": listed, "terminated": [], "refused": [] }),
+                    );
+                } else {
+                    reports::print_expired(if yes { &[] } else { &expired }, region);
+                }
+                return Ok(0);
+            }
+            let instances: Vec<ec2::Instance> =
+                expired.iter().map(|e| e.instance.clone()).collect();
+            Ok(end(&client, &instances, Some(listed), json).await)
+        })
+    }
+}
