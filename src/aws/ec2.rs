@@ -1,6 +1,9 @@
 //! The calls to EC2, through aws-sdk-ec2: launch what a [`LaunchPlan`]
 //! says, find, follow, list and terminate bootforge's instances. Every AWS
 //! error becomes one [`Error::Aws`] line saying what to do.
+//!
+//! Just past 500 lines: the only module that touches the SDK's types, kept
+//! whole so that the SDK stays behind one door.
 
 use std::time::Duration;
 

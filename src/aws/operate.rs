@@ -1,8 +1,12 @@
-//! Launching and following a job's instance under EC2's documented
-//! semantics: one job, one instance (through the job's [`crate::aws::claim`]),
-//! eventual consistency after RunInstances, a `--wait` that reports this
-//! run's true outcome, and the rules of `reap` and `terminate`. Progress goes
-//! through a callback: the library never prints.
+//! Launching a job's instance under EC2's documented semantics: one job,
+//! one instance (through the job's [`crate::aws::claim`]), fallback
+//! attempts each with its token, eventual consistency after RunInstances,
+//! attaching to a run another host started. Progress goes through a
+//! callback: the library never prints.
+//!
+//! About 540 lines of code: the launch is one state machine (decide, send
+//! the attempts, see the instance, attach), read best in one place; waiting
+//! is in `wait`, cleaning up in `reap`.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,9 @@
 //! The one error type. Its `Display` is the only place where messages are
 //! worded; everything else builds values.
+//!
+//! Longer than the other modules on purpose: it is the catalogue of every
+//! problem bootforge reports, and each variant's code, severity, wording
+//! and help sit side by side so that the catalogue reads in one place.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,9 @@
 //! `validate`: every check that can be made before launch, as diagnostics
 //! that point at the text to fix.
+//!
+//! One method per family of checks (identifiers, catalog, times, paths,
+//! secrets, size, scripts) on one `Checks` value; together they pass 500
+//! lines, each stays short, and they share the profile's positions.
 
 use std::fmt;
 
@@ -11,8 +15,9 @@ use crate::check::aws_names;
 use crate::check::catalog;
 use crate::check::diagnostics::{Error, IdKind, Location, Result, did_you_mean};
 use crate::compile::library::Library;
+use crate::compile::overrides::Override;
 use crate::compile::payload::USER_DATA_LIMIT;
-use crate::compile::profile::{LoadedProfile, Override};
+use crate::compile::profile::LoadedProfile;
 use crate::compile::{Compiled, compile};
 
 pub use crate::check::diagnostics::Severity;

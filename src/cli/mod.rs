@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::diagnostics::Result;
-use crate::compile::profile::Override;
+use crate::compile::overrides::Override;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,4 +1,9 @@
 //! The compile pipeline: load → resolve snippets → render → merge → emit.
+//!
+//! Past 500 lines because the stages share private types (`Use`,
+//! `Shared`) and the errors that point a template's failure back at the
+//! profile line that chose the snippet; the parts with a meaning of their
+//! own (parameters, rendering helpers, merging, the payload) are modules.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +15,9 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::check::diagnostics::{Error, Location, Result, did_you_mean};
 use crate::compile::library::Library;
 use crate::compile::merge::Merger;
+use crate::compile::overrides::Override;
 use crate::compile::payload::{self, Part, Payload};
-use crate::compile::profile::{self, LoadedProfile, Origin, Override};
+use crate::compile::profile::{self, LoadedProfile, Origin};
 use crate::compile::render;
 use crate::compile::snippet::{MANIFEST, Snippet};
 

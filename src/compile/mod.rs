@@ -7,6 +7,8 @@ pub mod duration;
 pub mod explain;
 pub mod library;
 pub mod merge;
+pub mod overrides;
+pub(crate) mod parse;
 pub mod paths;
 pub(crate) mod patterns;
 pub mod payload;

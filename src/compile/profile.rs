@@ -1,4 +1,7 @@
-//! Profiles: parsing, `extends`, `--set`, and where every value came from.
+//! Profiles: their types, loading with `extends` and `--set` merged deeply,
+//! and where every value came from. Parsing one file is in `parse`, the
+//! `--set` arguments in `overrides`. (About 470 lines of code; the rest is
+//! tests.)
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,11 +10,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{
-    Error, Location, Result, did_you_mean, strip_path_prefix, unknown_field_help,
-};
+use crate::check::diagnostics::{Error, Location, Result, did_you_mean, unknown_field_help};
 use crate::compile::duration::Duration;
 use crate::compile::library::{Library, SourceFile};
+use crate::compile::overrides::{Override, apply};
+use crate::compile::parse::{humanize, parse_file};
 use crate::compile::source_map::{SourceMap, Span};
 
 /// The name of the profile `compile` uses when none is given.
@@ -274,55 +277,6 @@ fn extends_location(source: &SourceFile) -> Option<Location> {
     )
 }
 
-/// A `--set dotted.path=value` argument.
-#[derive(Debug, Clone)]
-pub struct Override {
-    pub arg: String,
-    pub path: Vec<String>,
-    pub value: Value,
-}
-
-impl Override {
-    /// Parses `dotted.path=value`; the value is read as YAML (so `60`,
-    /// `true` and `[a, b]` keep their types), or as a plain string when it
-    /// is not YAML. `job_id=X` is short for `job.id=X`.
-    pub fn parse(arg: &str) -> Result<Override> {
-        let err = |message: &str, help: &str| Error::Set {
-            arg: arg.to_string(),
-            message: message.to_string(),
-            help: Some(help.to_string()),
-        };
-        let (path, raw) = arg.split_once('=').ok_or_else(|| {
-            err(
-                "expected `dotted.path=value`",
-                "for example --set job.timeout=60m",
-            )
-        })?;
-        let path = if path == "job_id" { "job.id" } else { path };
-        let segments: Vec<String> = path.split('.').map(str::to_string).collect();
-        if segments.iter().any(|s| s.trim().is_empty()) {
-            return Err(err(
-                "the path has an empty part",
-                "paths are keys joined by dots, like snippets.pipeline.script",
-            ));
-        }
-        let value = match serde_yaml_ng::from_str::<Value>(raw) {
-            // Text stays exactly as typed (YAML would cut it at ` #`), unless
-            // it was quoted on purpose.
-            Ok(Value::String(s)) if raw.starts_with(['"', '\'']) => Value::String(s),
-            Ok(Value::String(_) | Value::Tagged(_)) | Err(_) => Value::String(raw.to_string()),
-            // An empty right-hand side means the empty string, not null.
-            Ok(Value::Null) if raw.trim().is_empty() => Value::String(raw.to_string()),
-            Ok(v) => v,
-        };
-        Ok(Override {
-            arg: arg.to_string(),
-            path: segments,
-            value,
-        })
-    }
-}
-
 /// The error for a profile name nobody provides, with the closest one.
 pub fn unknown_profile(library: &Library, name: &str) -> Error {
     let known: Vec<String> = library.profile_names().map(str::to_string).collect();
@@ -451,134 +405,7 @@ fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Orig
     }
 }
 
-/// The 1-based line of the first line that is neither blank nor a comment.
-fn first_content(text: &str) -> usize {
-    text.lines()
-        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map_or(1, |i| i + 1)
-}
-
-/// The 1-based line of the `---` that starts a file's second YAML document.
-fn second_document(text: &str) -> usize {
-    let mut content = false;
-    for (i, line) in text.lines().enumerate() {
-        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
-        if marker && content {
-            return i + 1;
-        }
-        // A document's own leading `---` is content's start, not a second one.
-        content |= marker || (!line.trim().is_empty() && !line.trim_start().starts_with('#'));
-    }
-    first_content(text)
-}
-
-/// Parses one profile file and checks its shape, with the YAML error's
-/// position when there is one.
-fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> {
-    let yaml_error = |e: serde_yaml_ng::Error, path: Option<String>| {
-        // The path, when there is one, gives the whole key or value to underline.
-        let map = SourceMap::new(text);
-        let kind = crate::check::diagnostics::YamlKind::of_serde(&e.to_string());
-        let unknown = kind == crate::check::diagnostics::YamlKind::UnknownKey;
-        // serde_yaml says `job: duplicate entry with key "timeout"`: point
-        // at the second key, the one to remove.
-        let duplicate = (kind == crate::check::diagnostics::YamlKind::DuplicateKey)
-            .then(|| {
-                let text = e.to_string();
-                let (mapping, rest) = text.split_once(": duplicate entry with key \"")?;
-                let key = rest.split('"').next()?;
-                let mapping = mapping.trim_start_matches('.');
-                map.key(&if mapping.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{mapping}.{key}")
-                })
-            })
-            .flatten();
-        let span = duplicate.or_else(|| {
-            path.as_deref()
-                .filter(|p| *p != ".")
-                .and_then(|p| if unknown { map.key(p) } else { map.locate(p) })
-        });
-        let location = match span {
-            Some(s) => Some(Location::in_source(display, text, s.line, s.column).with_len(s.len)),
-            None => e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .or_else(|| {
-                    // serde gives no position for a second document: point at
-                    // the `---` that starts it.
-                    e.to_string()
-                        .contains("more than one document")
-                        .then(|| (second_document(text), 1))
-                })
-                .map(|(line, column)| Location::in_source(display, text, line, column)),
-        };
-        let message = e.to_string();
-        let message = match message.split_once(" at line ") {
-            Some((head, _)) if location.is_some() => head.to_string(),
-            _ => message,
-        };
-        let message = humanize(&strip_path_prefix(&message, path.as_deref()));
-        Error::Yaml {
-            kind,
-            what: "profile",
-            location,
-            file: display.to_string(),
-            help: unknown_field_help(&message),
-            message: match path {
-                Some(p) if p != "." => format!("`{p}`: {message}"),
-                _ => message,
-            },
-        }
-    };
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, None))?;
-    let value = match value {
-        Value::Null => Value::Mapping(Mapping::new()),
-        Value::Mapping(m) => Value::Mapping(m),
-        _ => {
-            return Err(Error::Yaml {
-                kind: crate::check::diagnostics::YamlKind::WrongType,
-                what: "profile",
-                location: Some(Location::in_source(display, text, first_content(text), 1)),
-                file: display.to_string(),
-                message: "the file must be a mapping of sections (instance, job, snippets, …)"
-                    .to_string(),
-                help: Some("see `bootforge schema` for the format".to_string()),
-            });
-        }
-    };
-    let shape: Profile =
-        if text.trim().is_empty() || matches!(&value, Value::Mapping(m) if m.is_empty()) {
-            Profile::default()
-        } else {
-            let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                yaml_error(e.into_inner(), Some(path))
-            })?
-        };
-    Ok((value, shape))
-}
-
-/// serde's type names in the words of the profile format.
-fn humanize(message: &str) -> String {
-    let mut out = message.to_string();
-    for (from, to) in [
-        ("expected u32", "expected a whole number"),
-        ("expected u64", "expected a whole number"),
-        ("expected f64", "expected a number"),
-        ("expected a sequence", "expected a list"),
-        ("expected a string", "expected text"),
-        ("expected a boolean", "expected true or false"),
-        ("expected a map", "expected a mapping of keys to values"),
-    ] {
-        out = out.replace(from, to);
-    }
-    out
-}
-
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -598,7 +425,7 @@ fn key_text(key: &Value) -> String {
 
 /// Deep merge: mappings merge key by key, anything else in `child` replaces
 /// what `base` had. Records the origin of every leaf that `child` sets.
-fn merge(
+pub(super) fn merge(
     base: &mut Value,
     child: Value,
     path: &str,
@@ -627,7 +454,12 @@ fn merge(
     }
 }
 
-fn record(value: &Value, path: &str, origin: &Origin, origins: &mut BTreeMap<String, Origin>) {
+pub(super) fn record(
+    value: &Value,
+    path: &str,
+    origin: &Origin,
+    origins: &mut BTreeMap<String, Origin>,
+) {
     match value {
         Value::Mapping(m) if !m.is_empty() => {
             for (k, v) in m {
@@ -637,48 +469,6 @@ fn record(value: &Value, path: &str, origin: &Origin, origins: &mut BTreeMap<Str
         _ => {
             origins.insert(path.to_string(), origin.clone());
         }
-    }
-}
-
-fn apply(root: &mut Value, o: &Override, origins: &mut BTreeMap<String, Origin>) -> Result<()> {
-    let mut node = root;
-    let mut walked = String::new();
-    let (last, parents) = o
-        .path
-        .split_last()
-        .expect("Override::parse makes at least one segment");
-    for segment in parents {
-        walked = join(&walked, segment);
-        let Value::Mapping(map) = node else {
-            return Err(not_a_section(o, &walked));
-        };
-        let key = Value::String(segment.clone());
-        if !map.contains_key(&key) || matches!(map.get(&key), Some(Value::Null)) {
-            map.insert(key.clone(), Value::Mapping(Mapping::new()));
-        }
-        node = map.get_mut(&key).expect("inserted above");
-    }
-    let Value::Mapping(map) = node else {
-        return Err(not_a_section(o, &walked));
-    };
-    let key = Value::String(last.clone());
-    let full = join(&walked, last);
-    let origin = Origin::Set(o.arg.clone());
-    match map.get_mut(&key) {
-        Some(existing) => merge(existing, o.value.clone(), &full, &origin, origins),
-        None => {
-            record(&o.value, &full, &origin, origins);
-            map.insert(key, o.value.clone());
-        }
-    }
-    Ok(())
-}
-
-fn not_a_section(o: &Override, walked: &str) -> Error {
-    Error::Set {
-        arg: o.arg.clone(),
-        message: format!("`{walked}` is a value, not a section with keys"),
-        help: Some(format!("set `{walked}` itself instead")),
     }
 }
 

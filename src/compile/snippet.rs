@@ -1,4 +1,7 @@
 //! Snippets: a manifest with typed parameters, plus the templates it renders.
+//!
+//! 500 lines of code: the manifest's types and the one checker of a
+//! parameter's value against its kind, constraints and wording.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

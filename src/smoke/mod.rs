@@ -26,7 +26,7 @@ pub use self::scenarios::{PowerOff, SCENARIOS, Scenario, scenario};
 use crate::check::diagnostics::{Error, Result};
 use crate::compile::compile;
 use crate::compile::library::Library;
-use crate::compile::profile::Override;
+use crate::compile::overrides::Override;
 use crate::progress::Event;
 
 fn environment(message: impl Into<String>, help: impl Into<String>) -> Error {
