@@ -108,23 +108,22 @@ pub fn rfc3339(epoch: u64) -> String {
         .to_string()
 }
 
-/// An RFC 3339 UTC time (`Z`, fractions allowed) as seconds since the
-/// epoch, fractions included.
-pub fn parse_rfc3339_fraction(text: &str) -> Option<f64> {
+/// An RFC 3339 UTC time (`Z`, fractions allowed) as the time since the epoch.
+fn since_epoch(text: &str) -> Option<std::time::Duration> {
     humantime::parse_rfc3339(text.trim())
         .ok()?
         .duration_since(UNIX_EPOCH)
         .ok()
-        .map(|d| d.as_secs_f64())
+}
+
+/// An RFC 3339 UTC time as seconds since the epoch, fractions included.
+pub fn parse_rfc3339_fraction(text: &str) -> Option<f64> {
+    since_epoch(text).map(|d| d.as_secs_f64())
 }
 
 /// An RFC 3339 UTC time as whole seconds since the epoch.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    humantime::parse_rfc3339(text.trim())
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    since_epoch(text).map(|d| d.as_secs())
 }
 
 /// Plans the launch of `compiled` for the run `claim` holds: every tag and

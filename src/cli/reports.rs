@@ -96,15 +96,16 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
         "profile {}: {:.2} h of timeout and grace, prices for {} ({})",
         report.profile, report.budget_hours, report.region, report.source
     );
-    for t in &report.types {
+    let line = |t: &crate::aws::cost::TypeCost| {
         println!(
             "  {:14} {:18} {}/h, {} at the timeout",
             t.instance_type,
             t.gpu.as_deref().unwrap_or("?"),
             per_hour(t.price_per_hour),
             money(t.cost_at_timeout)
-        );
-    }
+        )
+    };
+    report.types.iter().for_each(line);
     if let Some(ceiling) = report.max_cost_usd {
         println!("  max_cost_usd: ${ceiling:.2}");
     }
@@ -112,15 +113,7 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
         println!("no cheaper type in the catalog carries the same GPU or a better one");
     } else {
         println!("cheaper types with the same GPU or a better one:");
-        for t in &report.cheaper {
-            println!(
-                "  {:14} {:18} {}/h, {} at the timeout",
-                t.instance_type,
-                t.gpu.as_deref().unwrap_or("?"),
-                per_hour(t.price_per_hour),
-                money(t.cost_at_timeout)
-            );
-        }
+        report.cheaper.iter().for_each(line);
     }
 }
 
