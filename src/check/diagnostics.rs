@@ -121,6 +121,8 @@ pub enum Error {
         arg: String,
         message: String,
         help: Option<String>,
+        /// Whether the path is what is wrong (else the value).
+        path_is_wrong: bool,
     },
     /// A snippet parameter that is missing or wrong.
     Param {
@@ -349,8 +351,9 @@ pub enum IdKind {
     Role,
 }
 
-/// What is wrong with a YAML file: decided where serde's error enters
-/// bootforge ([`YamlKind::of_serde`]), never from a message later.
+/// What is wrong with a YAML file, decided where the problem arises (the
+/// text's structure, or the serde call that refused the shape: see
+/// `compile::parse`), never from a message's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum YamlKind {
     /// It does not parse.
@@ -370,31 +373,6 @@ impl YamlKind {
             YamlKind::UnknownKey => "unknown-key",
             YamlKind::DuplicateKey => "yaml-duplicate-key",
             YamlKind::WrongType => "wrong-type",
-        }
-    }
-
-    /// serde reports what went wrong only as text: this is the one place
-    /// that text is read, as each error enters from serde. The phrases are
-    /// serde's own (`unknown field`, `invalid type`, `invalid value`,
-    /// `missing field`), serde_yaml's (`duplicate entry`) and those of
-    /// bootforge's own deserializers ([`crate::Duration`]).
-    pub fn of_serde(message: &str) -> YamlKind {
-        let has = |p: &str| message.contains(p);
-        if has("unknown field") || has("unknown variant") {
-            YamlKind::UnknownKey
-        } else if has("duplicate entry") {
-            YamlKind::DuplicateKey
-        } else if has("invalid type")
-            || has("invalid value")
-            || has("invalid length")
-            || has("missing field")
-            || has("not a duration")
-            || has("has no unit")
-            || has("longer than a week")
-        {
-            YamlKind::WrongType
-        } else {
-            YamlKind::Syntax
         }
     }
 }
@@ -495,8 +473,11 @@ impl Error {
     /// Where in a file (or in a `--set` argument) the problem is, when that
     /// is known.
     pub fn location(&self) -> Option<Location> {
-        if let Error::Set { arg, message, .. } = self {
-            return Some(set_location(arg, message));
+        if let Error::Set {
+            arg, path_is_wrong, ..
+        } = self
+        {
+            return Some(set_location(arg, *path_is_wrong));
         }
         match self {
             Error::Yaml { location, .. }
@@ -973,15 +954,7 @@ impl Error {
 
 /// A `--set` argument shown like a one-line file: the path underlined when
 /// the path is wrong, the value otherwise.
-pub(crate) fn set_location(arg: &str, message: &str) -> Location {
-    let path_is_wrong = [
-        "unknown field",
-        "not a section",
-        "empty part",
-        "dotted.path=value",
-    ]
-    .iter()
-    .any(|m| message.contains(m));
+pub(crate) fn set_location(arg: &str, path_is_wrong: bool) -> Location {
     let (column, len) = match arg.split_once('=') {
         Some((path, _)) if path_is_wrong => (1, path.chars().count()),
         Some((path, value)) => (path.chars().count() + 2, value.chars().count()),
@@ -1024,35 +997,6 @@ pub fn did_you_mean<'a>(
         .filter(|(d, c)| *d <= (word.len().max(c.len()) / 3).max(1))
         .min()
         .map(|(_, c)| c.to_string())
-}
-
-/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest
-/// expected name, as a suggestion.
-pub(crate) fn unknown_field_help(message: &str) -> Option<String> {
-    let start = message.find("unknown field `")?;
-    let rest = &message[start + "unknown field `".len()..];
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    match did_you_mean(field, expected.iter().copied()) {
-        Some(s) => Some(format!("did you mean `{s}`?")),
-        None => Some(format!(
-            "the keys allowed here are: {}",
-            expected.join(", ")
-        )),
-    }
-}
-
-/// serde_yaml_ng starts some messages with the path (`job: unknown field…`);
-/// the path is shown separately.
-pub(crate) fn strip_path_prefix(message: &str, path: Option<&str>) -> String {
-    match (message.split_once(": "), path) {
-        (Some((head, rest)), Some(path))
-            if path == head || path.starts_with(&format!("{head}.")) =>
-        {
-            rest.to_string()
-        }
-        _ => message.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ impl Checks<'_> {
         let (file, location) = match &origin {
             crate::compile::profile::Origin::Set(arg) => (
                 Some(format!("--set {arg}")),
-                Some(crate::check::diagnostics::set_location(arg, "")),
+                Some(crate::check::diagnostics::set_location(arg, false)),
             ),
             o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
         };

@@ -255,10 +255,7 @@ fn resolve(library: &Library, p: &LoadedProfile) -> Result<Vec<Use>> {
         let snippet = Snippet::load(name, files)?;
         let params = snippet.resolve_params(&given).map_err(|e| {
             let path = format!("{path}.{}{}", e.param, e.at);
-            let unknown = !snippet.manifest.params.contains_key(&e.param)
-                || e.message.contains("unknown field")
-                || e.message.contains("has a key");
-            param_error(p, name, &e.param, &path, e.message, e.help, unknown)
+            param_error(p, name, &e.param, &path, e.message, e.help, e.key)
         })?;
         let resolved = ResolvedSnippet {
             name: name.clone(),
@@ -354,6 +351,7 @@ fn param_error(
             arg,
             message: format!("snippet `{snippet}`, parameter `{param}` {message}"),
             help,
+            path_is_wrong: at_key,
         },
         origin => Error::Param {
             location: if at_key {
@@ -414,7 +412,7 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
                 o => p.file_of(&o).to_string(),
             },
             location: match p.origin(&key) {
-                Origin::Set(arg) => Some(crate::check::diagnostics::set_location(&arg, "")),
+                Origin::Set(arg) => Some(crate::check::diagnostics::set_location(&arg, false)),
                 _ => p.locate_key(&key),
             },
             template: u

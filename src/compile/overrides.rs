@@ -25,6 +25,7 @@ impl Override {
             arg: arg.to_string(),
             message: message.to_string(),
             help: Some(help.to_string()),
+            path_is_wrong: true,
         };
         let (path, raw) = arg.split_once('=').ok_or_else(|| {
             err(
@@ -100,5 +101,6 @@ fn not_a_section(o: &Override, walked: &str) -> Error {
         arg: o.arg.clone(),
         message: format!("`{walked}` is a value, not a section with keys"),
         help: Some(format!("set `{walked}` itself instead")),
+        path_is_wrong: true,
     }
 }

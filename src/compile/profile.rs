@@ -10,11 +10,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Location, Result, did_you_mean, unknown_field_help};
+use crate::check::diagnostics::{Error, Location, Result, did_you_mean};
 use crate::compile::duration::Duration;
 use crate::compile::library::{Library, SourceFile};
 use crate::compile::overrides::{Override, apply};
-use crate::compile::parse::{humanize, parse_file};
+use crate::compile::parse::{parse_file, typed};
 use crate::compile::source_map::{SourceMap, Span};
 
 /// The name of the profile `compile` uses when none is given.
@@ -228,6 +228,7 @@ impl LoadedProfile {
                 arg,
                 message: format!("`{path}` {message}"),
                 help,
+                path_is_wrong: false,
             },
             origin => Error::Profile {
                 file: self.file_of(&origin).to_string(),
@@ -346,15 +347,15 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
     }
 
     let file = files[name].display.clone();
-    let profile: Profile = serde_path_to_error::deserialize(merged).map_err(|e| {
-        let path = e.path().to_string();
-        let message = humanize(&e.inner().to_string());
+    let profile: Profile = typed(merged).map_err(|(path, e)| {
+        let message = e.message();
         let loaded_origin = nearest_origin(&origins, &path);
         match loaded_origin {
             Some(Origin::Set(arg)) => Error::Set {
                 arg,
-                help: unknown_field_help(&message),
+                help: e.help(),
                 message: format!("`{path}`: {message}"),
+                path_is_wrong: e.is_unknown_key(),
             },
             origin => {
                 let source = match &origin {
@@ -367,7 +368,7 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
                 });
                 Error::Profile {
                     file: source.display.clone(),
-                    help: unknown_field_help(&message),
+                    help: e.help(),
                     path,
                     message,
                     location,

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Location, Result};
+use crate::check::diagnostics::{Error, Result};
 use crate::compile::library::SnippetFiles;
 
 /// The manifest file of every snippet directory.
@@ -135,32 +135,9 @@ impl Snippet {
             snippet: name.to_string(),
             message: format!("{} has no {MANIFEST}", files.dir),
         })?;
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let e = e.into_inner();
-            let location = e
-                .location()
-                .map(|l| Location::in_source(&display, text, l.line(), l.column()));
-            let message = e.to_string();
-            let message = message
-                .split_once(" at line ")
-                .filter(|_| location.is_some())
-                .map_or(message.clone(), |(h, _)| h.to_string());
-            let message = crate::check::diagnostics::strip_path_prefix(&message, Some(&path));
-            Error::Yaml {
-                kind: crate::check::diagnostics::YamlKind::of_serde(&message),
-                what: "snippet manifest",
-                location,
-                file: display.clone(),
-                help: crate::check::diagnostics::unknown_field_help(&message),
-                message: if path == "." {
-                    message
-                } else {
-                    format!("`{path}`: {message}")
-                },
-            }
-        })?;
+        let what = "snippet manifest";
+        let value = crate::compile::parse::value(&display, what, text)?;
+        let manifest: Manifest = crate::compile::parse::shape(&display, what, text, value)?;
         let bad = |message: String| Error::Snippet {
             snippet: name.to_string(),
             message,
@@ -207,6 +184,7 @@ impl Snippet {
                 return Err(ParamError {
                     param: key.to_string(),
                     at: String::new(),
+                    key: true,
                     help: Some(match crate::check::diagnostics::did_you_mean(key, names) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
@@ -238,6 +216,7 @@ impl Snippet {
             .map_err(|issue| ParamError {
                 param: name.clone(),
                 at: issue.at,
+                key: issue.key,
                 message: issue.message,
                 help: (!spec.summary.is_empty()).then(|| format!("`{name}`: {}", spec.summary)),
             })?;
@@ -253,6 +232,8 @@ pub struct ParamError {
     pub param: String,
     /// Where inside the parameter's value (`[1].fs_id`), when inside it.
     pub at: String,
+    /// Whether the problem is a key (point at it) rather than a value.
+    pub key: bool,
     pub message: String,
     pub help: Option<String>,
 }
@@ -308,6 +289,9 @@ pub fn check_value(value: &Value, spec: &Param) -> std::result::Result<Value, St
 pub struct Issue {
     pub at: String,
     pub message: String,
+    /// Whether the problem is a key of the value (an unknown field, a
+    /// key that does not match), rather than the value at `at`.
+    pub key: bool,
 }
 
 impl Issue {
@@ -315,6 +299,7 @@ impl Issue {
         Issue {
             at: String::new(),
             message: message.into(),
+            key: false,
         }
     }
 
@@ -322,6 +307,7 @@ impl Issue {
         Issue {
             at: format!("{at}{}", self.at),
             message: format!("{lead}{}", self.message),
+            key: self.key,
         }
     }
 }
@@ -418,6 +404,7 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                     return Err(Issue {
                         at: format!(".{key}"),
                         message: format!("has an unknown field `{key}`{hint}"),
+                        key: true,
                     });
                 }
             }
@@ -464,6 +451,7 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
                             message: format!(
                                 "has a key {k:?} that does not match the pattern `{p}`"
                             ),
+                            key: true,
                         });
                     }
                 }

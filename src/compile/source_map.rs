@@ -23,10 +23,17 @@ struct Entry {
     scalar: bool,
 }
 
-/// The positions of one file's values by logical path.
+/// The positions of one file's values by logical path, and what makes the
+/// file more than one mapping: a key given twice, a second document.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
     entries: HashMap<String, Entry>,
+    /// Whether the text is YAML at all.
+    pub parses: bool,
+    /// The first key that repeats a key of its own mapping (the repeat).
+    pub duplicate: Option<Span>,
+    /// The line where a second document starts.
+    pub second_document: Option<usize>,
 }
 
 impl SourceMap {
@@ -34,11 +41,14 @@ impl SourceMap {
     pub fn new(text: &str) -> SourceMap {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
+        if parser.load(&mut builder, true).is_err() {
             return SourceMap::default();
         }
         SourceMap {
             entries: builder.entries,
+            parses: true,
+            duplicate: builder.duplicate,
+            second_document: builder.second_document,
         }
     }
 
@@ -78,6 +88,9 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     entries: HashMap<String, Entry>,
+    documents: usize,
+    duplicate: Option<Span>,
+    second_document: Option<usize>,
 }
 
 fn span(mark: Marker, text: &str, style: TScalarStyle) -> Span {
@@ -121,12 +134,28 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if ev == Event::DocumentStart {
+            self.documents += 1;
+            if self.documents == 2 {
+                self.second_document = Some(mark.line());
+            }
+        }
+        // Only the first document is mapped.
+        if self.documents > 1 {
+            return;
+        }
         match ev {
             Event::Scalar(text, style, _, _) => match self.node_path() {
                 None => {
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
                         let full = join(path, &text);
-                        self.entries.entry(full).or_default().key = Some(span(mark, &text, style));
+                        let here = span(mark, &text, style);
+                        let entry = self.entries.entry(full).or_default();
+                        if entry.key.is_some() && path != "?" {
+                            self.duplicate.get_or_insert(here);
+                        } else {
+                            entry.key = Some(here);
+                        }
                         *key = Some(text);
                     }
                 }
@@ -231,6 +260,32 @@ mod tests {
 
     #[test]
     fn broken_yaml_maps_to_nothing() {
-        assert_eq!(SourceMap::new("a: [1\n").locate("a"), None);
+        let map = SourceMap::new("a: [1\n");
+        assert_eq!(map.locate("a"), None);
+        assert!(!map.parses);
+    }
+
+    #[test]
+    fn repeated_keys_and_second_documents_are_found() {
+        let map = SourceMap::new("a:\n  b: 1\n  c: 2\n  b: 3\nl:\n  - {b: 1}\n  - {b: 2}\n");
+        assert_eq!(
+            map.duplicate,
+            Some(Span {
+                line: 4,
+                column: 3,
+                len: 1
+            })
+        );
+        assert_eq!(map.second_document, None);
+        let map = SourceMap::new("a:\n  b: 1\nl:\n  - {b: 1}\n  - {b: 2}\n");
+        assert_eq!(map.duplicate, None);
+        let map = SourceMap::new("# c\n---\na: 1\n---\na: 2\nb: 1\n");
+        assert_eq!(map.second_document, Some(4));
+        assert_eq!(
+            map.duplicate, None,
+            "keys of another document are not repeats"
+        );
+        assert_eq!(map.locate("b"), None, "only the first document is mapped");
+        assert!(map.parses);
     }
 }
