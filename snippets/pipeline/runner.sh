@@ -29,7 +29,8 @@ if [ -d /run/systemd/system ]; then
   how=unit run=(systemd-run -q --wait --pipe --collect --unit=bootforge-pipeline -p User="$RUN_USER"
     -p WorkingDirectory="$WORKDIR" -p TimeoutStopSec="$KILL_AFTER_S")
   for e in "${env[@]}"; do run+=(-E "$e"); done
-  run+=(sh -c '"$@"; exit $?' sh "${cmd[@]}")
+  {# systemd counts a main process ended by SIGTERM as a success: a stopped unit must not say 0. #}
+  run+=(sh -c 'trap "exit 143" TERM; "$@" & wait $!' sh "${cmd[@]}")
 else
   how=session run=(setsid env -i "${env[@]}" "${AS[@]}" "${cmd[@]}")
 fi
@@ -45,3 +46,5 @@ gone $sp 10 || kill $sp
 EXIT_CODE=$rc OUTCOME=failed MESSAGE="the pipeline exited with code $rc"
 [ $rc = 0 ] && OUTCOME=succeeded MESSAGE=
 [ $end -ge $DEADLINE ] && [[ $rc =~ ^(124|137)$ ]] && OUTCOME=timed_out MESSAGE="the pipeline ran out of time"
+{# Shut down from outside (terminated, stopped, a spot interruption): systemd stopped the pipeline. #}
+[ "$(systemctl is-system-running 2>/dev/null)" = stopping ] && OUTCOME=interrupted MESSAGE="the instance was shut down while the pipeline ran"

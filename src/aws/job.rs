@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::aws::claim::{CLAIM_FILE, Claim, Claims};
 use crate::aws::ec2::{self, DryRun};
-use crate::aws::operate::{self, now};
+use crate::aws::operate::{self, Launched, now};
 use crate::aws::wait::{self, Finished, Intervals};
 use crate::check::diagnostics::Result;
 use crate::compile::Compiled;
@@ -120,9 +120,8 @@ pub async fn launch(
         on,
     )
     .await?;
-    let found_finished = launched.finished.is_some();
-    let wait = match (launched.finished, request.wait) {
-        (Some(f), _) => Some(f),
+    let wait = match (&launched.finished, request.wait) {
+        (Some(_), _) | (None, false) => None,
         (None, true) => Some(
             wait::wait(
                 client,
@@ -134,10 +133,23 @@ pub async fn launch(
             )
             .await?,
         ),
-        (None, false) => None,
     };
+    Ok(report(compiled, launched, wait, &claims))
+}
+
+/// The report of `launched`, with how its run ended when it did (found
+/// ended, or waited for).
+pub(crate) fn report(
+    compiled: &Compiled,
+    launched: Launched,
+    waited: Option<Finished>,
+    claims: &Claims,
+) -> Report {
+    let job = &compiled.profile.profile.job;
+    let found_finished = launched.finished.is_some();
+    let wait = launched.finished.or(waited);
     let i = launched.instance;
-    Ok(Report {
+    Report {
         launched: launched.launched,
         run: launched.run,
         instance_id: i.id,
@@ -157,7 +169,7 @@ pub async fn launch(
         claim_shared: launched.claim_shared,
         wait,
         found_finished,
-    })
+    }
 }
 
 /// `launch --dry-run`: whether EC2 would allow the first attempt of a

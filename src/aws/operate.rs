@@ -223,7 +223,12 @@ fn record(claims: &Claims, run: u32, attempt: &Attempt, result: Option<String>) 
     })
 }
 
-fn settle(claims: &Claims, run: u32, instance: Option<&str>, failed: Option<String>) -> Result<()> {
+pub(crate) fn settle(
+    claims: &Claims,
+    run: u32,
+    instance: Option<&str>,
+    failed: Option<String>,
+) -> Result<()> {
     claims.update(|c| match c.filter(|c| c.run == run) {
         Some(mut c) => {
             if let Some(id) = instance {

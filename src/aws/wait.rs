@@ -138,13 +138,22 @@ pub(crate) async fn report(
 /// How long DescribeInstances may fail in a row before `--wait` gives up.
 pub const DESCRIBE_ERRORS_BOUND: Duration = Duration::from_secs(300);
 
-struct Follow {
+/// `--follow`: the job's log as it grows.
+pub(crate) struct Follow {
     path: PathBuf,
     offset: u64,
 }
 
 impl Follow {
-    fn poll(&mut self, on: &mut dyn FnMut(Event)) {
+    pub(crate) fn new(job_dir: &Path) -> Follow {
+        Follow {
+            path: job_dir.join("job.log"),
+            offset: 0,
+        }
+    }
+
+    /// Reports what the log gained since the last look.
+    pub(crate) fn poll(&mut self, on: &mut dyn FnMut(Event)) {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return;
         };
@@ -202,10 +211,7 @@ pub async fn wait(
     let id = instance.id.clone();
     let deadline = instance.deadline_epoch();
     let start = Instant::now();
-    let mut follow = follow.then(|| Follow {
-        path: job_dir.join("job.log"),
-        offset: 0,
-    });
+    let mut follow = follow.then(|| Follow::new(job_dir));
     let mut last = instance.state.clone();
     let mut current = instance.clone();
     let mut terminated_by_bootforge = false;

@@ -182,6 +182,8 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             wait,
             follow,
             rerun,
+            local,
+            efs,
             poll,
             ec2_poll,
             status_grace,
@@ -200,10 +202,17 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
                     status_grace: std::time::Duration::from_secs_f64(status_grace.max(0.0)),
                 },
             };
+            if *local {
+                return aws::launch_local(&compiled, *dry_run, request, efs.clone(), *json);
+            }
             aws::launch(&compiled, *dry_run, request, *json)
         }
         #[cfg(feature = "aws")]
-        Command::Ps { region, json } => aws::ps(
+        Command::Ps {
+            local: true, json, ..
+        } => aws::ps_local(*json),
+        #[cfg(feature = "aws")]
+        Command::Ps { region, json, .. } => aws::ps(
             &crate::aws::job::region(&library, region.region.as_deref())?,
             *json,
         ),
@@ -211,8 +220,17 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
         Command::Terminate {
             ids,
             job,
+            local: true,
+            json,
+            ..
+        } => aws::terminate_local(ids, job.as_deref(), *json),
+        #[cfg(feature = "aws")]
+        Command::Terminate {
+            ids,
+            job,
             region,
             json,
+            ..
         } => aws::terminate(
             &crate::aws::job::region(&library, region.region.as_deref())?,
             ids,
@@ -329,22 +347,110 @@ mod aws {
             if dry_run {
                 let answer = job::dry_run(&client, compiled, &mut progress.sink()).await?;
                 drop(progress);
-                if json {
-                    print_json(&answer);
-                } else {
-                    println!("{}", answer.message);
-                }
-                return Ok(i32::from(!answer.allowed));
+                return Ok(print_dry_run(&answer, json));
             }
             let report = job::launch(&client, compiled, request, &mut progress.sink()).await?;
             drop(progress);
-            if json {
-                print_json(&report);
-            } else {
-                reports::print_launch(&report);
-            }
-            Ok(report.exit_code())
+            Ok(print_report(&report, json))
         })
+    }
+
+    /// Prints a launch's report; its exit code.
+    fn print_report(report: &crate::aws::job::Report, json: bool) -> i32 {
+        if json {
+            print_json(report);
+        } else {
+            reports::print_launch(report);
+        }
+        report.exit_code()
+    }
+
+    fn print_dry_run(answer: &ec2::DryRun, json: bool) -> i32 {
+        if json {
+            print_json(answer);
+        } else {
+            println!("{}", answer.message);
+        }
+        i32::from(!answer.allowed)
+    }
+
+    #[cfg(not(feature = "smoke"))]
+    fn no_smoke() -> Error {
+        Error::Usage {
+            message: "this bootforge was built without the `smoke` feature, which --local needs"
+                .to_string(),
+        }
+    }
+
+    #[cfg(feature = "smoke")]
+    pub fn launch_local(
+        compiled: &Compiled,
+        dry_run: bool,
+        request: Request,
+        efs: Option<std::path::PathBuf>,
+        json: bool,
+    ) -> Result<i32> {
+        use crate::smoke::local;
+        if dry_run {
+            return Ok(print_dry_run(
+                &local::dry_run(compiled, efs.as_deref())?,
+                json,
+            ));
+        }
+        let request = local::Request {
+            efs,
+            wait: request.wait,
+            follow: request.follow,
+            rerun: request.rerun,
+            intervals: request.intervals,
+        };
+        let mut progress = Progress::new(json);
+        let report = local::launch(compiled, &request, &mut progress.sink())?;
+        drop(progress);
+        Ok(print_report(&report, json))
+    }
+
+    #[cfg(not(feature = "smoke"))]
+    pub fn launch_local(
+        _: &Compiled,
+        _: bool,
+        _: Request,
+        _: Option<std::path::PathBuf>,
+        _: bool,
+    ) -> Result<i32> {
+        Err(no_smoke())
+    }
+
+    pub fn ps_local(json: bool) -> Result<i32> {
+        #[cfg(feature = "smoke")]
+        {
+            let rows = reap::alive(&crate::smoke::local::instances(&[])?, now());
+            if json {
+                print_json(&rows);
+            } else {
+                reports::print_ps(&rows, "this machine (local)");
+            }
+            Ok(0)
+        }
+        #[cfg(not(feature = "smoke"))]
+        {
+            let _ = json;
+            Err(no_smoke())
+        }
+    }
+
+    pub fn terminate_local(ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
+        #[cfg(feature = "smoke")]
+        {
+            use crate::smoke::local;
+            let done = local::terminate(&local::targets(ids, job)?);
+            Ok(report_terminations(&done, None, json))
+        }
+        #[cfg(not(feature = "smoke"))]
+        {
+            let _ = (ids, job, json);
+            Err(no_smoke())
+        }
     }
 
     pub fn ps(region: &str, json: bool) -> Result<i32> {
@@ -361,13 +467,13 @@ mod aws {
     }
 
     /// Terminates `targets`; exit code 1 when EC2 refused some.
-    async fn end(
-        client: &aws_sdk_ec2::Client,
-        targets: &[ec2::Instance],
+    /// Prints what terminating did (with reap's `expired` list); the exit
+    /// code: 1 when some could not be terminated.
+    fn report_terminations(
+        done: &[reap::Termination],
         expired: Option<serde_json::Value>,
         json: bool,
     ) -> i32 {
-        let done = reap::terminate_by_profile(client, targets).await;
         if json {
             let mut doc = serde_json::json!({
                 "terminated": done.iter().filter(|t| t.terminated).map(|t| &t.instance_id).collect::<Vec<_>>(),
@@ -377,8 +483,10 @@ mod aws {
                 doc["expired"] = expired;
             }
             print_json(&doc);
+        } else if done.is_empty() {
+            println!("nothing to terminate");
         } else {
-            reports::print_terminations(&done);
+            reports::print_terminations(done);
         }
         i32::from(done.iter().any(|t| !t.terminated))
     }
@@ -387,15 +495,8 @@ mod aws {
         runtime()?.block_on(async {
             let client = ec2::client(region).await;
             let targets = reap::targets(&client, region, ids, job).await?;
-            if targets.is_empty() {
-                if json {
-                    print_json(&serde_json::json!({ "terminated": [], "refused": [] }));
-                } else {
-                    println!("nothing to terminate");
-                }
-                return Ok(0);
-            }
-            Ok(end(&client, &targets, None, json).await)
+            let done = reap::terminate_by_profile(&client, &targets).await;
+            Ok(report_terminations(&done, None, json))
         })
     }
 
@@ -416,7 +517,8 @@ mod aws {
             }
             let instances: Vec<ec2::Instance> =
                 expired.iter().map(|e| e.instance.clone()).collect();
-            Ok(end(&client, &instances, Some(listed), json).await)
+            let done = reap::terminate_by_profile(&client, &instances).await;
+            Ok(report_terminations(&done, Some(listed), json))
         })
     }
 }

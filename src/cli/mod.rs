@@ -124,7 +124,7 @@ enum Command {
     /// Start a job's instance with the compiled payload; `--wait` follows it to the end.
     #[cfg(feature = "aws")]
     #[command(
-        after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --rerun     a new run of a finished job\n\nOne job, one instance: a launch of a job that has an instance attaches to it; of a finished job, reports its outcome.\nExit codes: 0 the job succeeded (or, without --wait, its instance runs), 1 it ended otherwise, 2 usage, environment or AWS error (worth a retry), 3 it wrote no status, 4 its instance was interrupted (spot), 5 its instance failed to launch, 75 the account's quota is reached (try later)."
+        after_help = "Examples:\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --dry-run\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --json --wait\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --wait --follow\n  bootforge launch traffic-sign-gpu --set job_id=run-42 --rerun     a new run of a finished job\n  bootforge launch traffic-sign-gpu --set job_id=try-1 --local --efs ./efs --wait     rehearse in a container\n\nOne job, one instance: a launch of a job that has an instance attaches to it; of a finished job, reports its outcome.\nExit codes: 0 the job succeeded (or, without --wait, its instance runs), 1 it ended otherwise, 2 usage, environment or AWS error (worth a retry), 3 it wrote no status, 4 its instance was interrupted (spot), 5 its instance failed to launch, 75 the account's quota is reached (try later)."
     )]
     Launch {
         profile: String,
@@ -142,6 +142,14 @@ enum Command {
         /// Start a new run of a job whose last run has ended.
         #[arg(long)]
         rerun: bool,
+        /// Rehearse on this machine: the instance is a container of the smoke
+        /// image booted from the same payload, the EFS a host folder.
+        #[arg(long)]
+        local: bool,
+        /// With --local: the folder that plays the EFS (default: the file
+        /// system that holds the job's host_log_dir).
+        #[arg(long, value_name = "DIR", requires = "local")]
+        efs: Option<PathBuf>,
         /// Seconds between two looks at the job's status file and log.
         #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
         poll: f64,
@@ -160,6 +168,9 @@ enum Command {
     #[cfg(feature = "aws")]
     #[command(after_help = "Examples:\n  bootforge ps\n  bootforge ps --region us-east-2 --json")]
     Ps {
+        /// The local instances of `launch --local` instead.
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         region: RegionArg,
         #[arg(long)]
@@ -176,6 +187,9 @@ enum Command {
         /// Every live instance of this job.
         #[arg(long, value_name = "ID")]
         job: Option<String>,
+        /// Local instances (`local-…`) of `launch --local` instead.
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         region: RegionArg,
         #[arg(long)]

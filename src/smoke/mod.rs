@@ -10,6 +10,8 @@
 mod boot;
 mod checks;
 mod image;
+#[cfg(feature = "aws")]
+pub mod local;
 mod scenarios;
 
 use std::fmt;
