@@ -9,6 +9,8 @@ mod fuzz;
 mod golden;
 #[cfg(feature = "aws")]
 mod launch;
+#[cfg(all(feature = "smoke", feature = "aws"))]
+mod local;
 #[cfg(feature = "aws")]
 mod one_job;
 mod project;

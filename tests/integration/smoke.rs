@@ -16,7 +16,7 @@ const BOOT_TIMEOUT: &str = "300";
 
 /// Whether the engine answers and the image is there; the full run fails
 /// when not, plain `cargo test` skips.
-fn ready() -> bool {
+pub fn ready() -> bool {
     if !crate::have("docker") {
         return false;
     }

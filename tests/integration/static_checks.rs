@@ -155,3 +155,21 @@ fn the_default_payload_is_well_under_the_limit_without_gzip() {
         compiled.payload.bytes.len()
     );
 }
+
+#[test]
+fn the_readme_shows_the_celery_task_the_end_to_end_test_runs() {
+    let readme = std::fs::read_to_string(crate::root().join("README.md")).unwrap();
+    let task = std::fs::read_to_string(crate::root().join("examples/celery_tasks.py")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{task}```\n")),
+        "README.md's Celery task differs from examples/celery_tasks.py: copy the file into the README"
+    );
+    // And it is Python that compiles.
+    let (ok, out) = run(Command::new("python3")
+        .args([
+            "-c",
+            "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+        ])
+        .arg(crate::root().join("examples/celery_tasks.py")));
+    assert!(ok, "{out}");
+}

@@ -1,0 +1,438 @@
+//! `launch --local`: a job rehearsed on this machine, its instance a
+//! container of the smoke image booted from the same payload, a temporary
+//! folder as the EFS; and a real Celery worker, with a real Redis as broker
+//! and result backend, running the README's task against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::{Test, root};
+
+/// The pipeline the EFS folder holds: fails for jobs named `fail-…`, runs
+/// for five minutes for `long-…`, else writes its result and succeeds.
+const PIPELINE: &str = r#"#!/bin/bash
+echo "pipeline of $JOB_ID as $(id -un)"
+case "$JOB_ID" in
+  fail-*) echo "failing on purpose" >&2; exit 3 ;;
+  long-*) sleep 300 ;;
+esac
+sleep 2
+echo "result of $JOB_ID" >"$OUTPUT_DIR/result.txt"
+"#;
+
+/// A rehearsal world: the EFS folder with the pipeline, and a state folder
+/// of its own for the local instances' files and claims.
+struct World {
+    efs: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        if !crate::smoke::ready() {
+            return None;
+        }
+        let efs = tempfile::tempdir().unwrap();
+        let script = efs.path().join("app/simulate_pipeline.sh");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(&script, PIPELINE).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(World {
+            efs,
+            state: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn bootforge(&self) -> Test {
+        let mut t = Test::new();
+        t.env("XDG_STATE_HOME", self.state.path());
+        t
+    }
+
+    /// `launch traffic-sign-gpu --set job_id=JOB --local --efs EFS --json EXTRA…`.
+    fn launch(&self, job: &str, extra: &[&str]) -> Test {
+        let mut t = self.bootforge();
+        t.args(["launch", "traffic-sign-gpu", "--set"])
+            .arg(format!("job_id={job}"))
+            .args(["--local", "--efs"])
+            .arg(self.efs.path())
+            .arg("--json")
+            .args(extra);
+        t
+    }
+
+    /// The job's directory in the EFS folder.
+    fn job_dir(&self, job: &str) -> PathBuf {
+        self.efs.path().join("bootforge/jobs").join(job)
+    }
+
+    /// How many local instances ran for `job` (each leaves its host folder).
+    fn instances_of(&self, job: &str) -> usize {
+        std::fs::read_dir(self.state.path().join("bootforge/local"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{job}-run"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The live local instances of `jobs` (other tests run beside).
+    fn ps(&self, jobs: &[&str]) -> Vec<Json> {
+        let run = self
+            .bootforge()
+            .args(["ps", "--local", "--json"])
+            .run()
+            .success();
+        let all: Json = serde_json::from_str(&run.stdout()).unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| jobs.iter().any(|j| i["job"] == *j))
+            .cloned()
+            .collect()
+    }
+}
+
+fn json(run: &crate::Run) -> Json {
+    serde_json::from_str(&run.stdout())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout(), run.stderr()))
+}
+
+/// Whether the engine still has a container of instance `id`.
+fn container_exists(id: &str) -> bool {
+    Command::new("docker")
+        .args(["container", "inspect", id.trim_start_matches("local-")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_rehearsal_reports_the_status_its_run_wrote_on_the_folder() {
+    let Some(w) = World::new() else { return };
+    let run = w.launch("ok-1", &["--wait"]).run();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let doc = json(&run);
+    let id = doc["instance_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("local-") && id.len() == 18, "{id}");
+    assert_eq!(doc["launched"], true);
+    assert_eq!(doc["run"], 1);
+    assert_eq!(doc["job"], "ok-1");
+    assert_eq!(
+        doc["claim"],
+        w.job_dir("ok-1").join("claim.json").display().to_string()
+    );
+    let on_folder: Json = serde_json::from_str(
+        &std::fs::read_to_string(w.job_dir("ok-1").join("status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc["wait"]["status"], on_folder,
+        "the report is the status on the folder"
+    );
+    assert_eq!(on_folder["instance_id"], id.as_str());
+    assert_eq!(on_folder["outcome"], "succeeded");
+    assert_eq!(doc["wait"]["source"], "efs");
+    assert_eq!(
+        std::fs::read_to_string(w.job_dir("ok-1").join("output/result.txt")).unwrap(),
+        "result of ok-1\n"
+    );
+    assert!(
+        !container_exists(&id),
+        "the powered-off container is removed"
+    );
+    assert!(w.ps(&["ok-1"]).is_empty());
+
+    // The job is done: launching it again reports that run, starts nothing.
+    let again = w.launch("ok-1", &["--wait"]).run();
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+    let again = json(&again);
+    assert_eq!(again["launched"], false);
+    assert_eq!(again["instance_id"], id.as_str());
+    assert_eq!(again["wait"]["outcome"], "succeeded");
+    assert_eq!(w.instances_of("ok-1"), 1);
+}
+
+#[test]
+fn one_job_launched_twice_at_once_gets_one_container() {
+    let Some(w) = World::new() else { return };
+    let spawn = || w.launch("dup-1", &["--wait"]).spawn();
+    let (a, b) = (spawn(), spawn());
+    let outputs: Vec<_> = [a, b]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let docs: Vec<Json> = outputs
+        .iter()
+        .map(|o| {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(docs[0]["instance_id"], docs[1]["instance_id"]);
+    assert_eq!(
+        docs.iter().filter(|d| d["launched"] == true).count(),
+        1,
+        "{docs:#?}"
+    );
+    assert_eq!(w.instances_of("dup-1"), 1);
+    assert!(
+        !w.job_dir("dup-1").join("runs").exists(),
+        "no earlier run was set aside"
+    );
+}
+
+#[test]
+fn failures_and_terminations_keep_their_exit_codes() {
+    let Some(w) = World::new() else { return };
+    let failed = w.launch("fail-1", &["--wait"]).run();
+    assert_eq!(failed.code(), 1, "{}", failed.stderr());
+    let failed = json(&failed);
+    assert_eq!(failed["wait"]["outcome"], "failed");
+    assert_eq!(failed["wait"]["status"]["exit_code"], 3);
+
+    // A long job: it runs, ps lists it, terminate ends it as EC2 would.
+    let started = w.launch("long-1", &[]).run();
+    assert_eq!(started.code(), 0, "{}", started.stderr());
+    let id = json(&started)["instance_id"].as_str().unwrap().to_string();
+    let listed = w.ps(&["long-1"]);
+    assert!(
+        listed
+            .iter()
+            .any(|i| i["instance_id"] == id.as_str() && i["job"] == "long-1"),
+        "{listed:#?}"
+    );
+    // Wait for the pipeline to run before ending the instance.
+    let log = w.job_dir("long-1").join("job.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("phase run: start")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the pipeline never started"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    w.bootforge()
+        .args(["terminate", "--local", "i-0123456789abcdef0"])
+        .run()
+        .failure(2);
+    let ended = w
+        .bootforge()
+        .args(["terminate", "--local", &id, "--json"])
+        .run()
+        .success();
+    assert_eq!(json(&ended)["terminated"][0], id.as_str());
+    assert!(!container_exists(&id));
+    // Its outcome: interrupted (the console says so; exit 4, as a spot
+    // interruption), never a success.
+    let after = w.launch("long-1", &["--wait"]).run();
+    assert_eq!(after.code(), 4, "{}\n{}", after.stdout(), after.stderr());
+    let after = json(&after);
+    assert_eq!(after["launched"], false);
+    assert_eq!(after["wait"]["outcome"], "interrupted");
+    assert_eq!(after["wait"]["status"]["exit_code"], 143);
+}
+
+#[test]
+fn the_dry_run_says_where_the_job_would_run() {
+    let Some(w) = World::new() else { return };
+    let run = w.launch("dry-1", &["--dry-run"]).run().success();
+    let doc = json(&run);
+    assert_eq!(doc["allowed"], true);
+    crate::contains(
+        doc["message"].as_str().unwrap(),
+        &w.job_dir("dry-1").display().to_string(),
+    );
+    assert!(w.ps(&["dry-1"]).is_empty(), "a dry run starts nothing");
+    w.bootforge()
+        .args([
+            "launch",
+            "traffic-sign-gpu",
+            "--local",
+            "--efs",
+            "/nonexistent/efs",
+        ])
+        .run()
+        .failure(2);
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `port` on loopback accepts connections.
+fn listening(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn have_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("BOOTFORGE_REQUIRE_ALL").is_some() {
+            panic!(
+                "the Python module {module} is required by the full test run (scripts/test installs it)"
+            );
+        }
+        eprintln!("skipped: the Python module {module} is not installed");
+    }
+    found
+}
+
+#[test]
+fn celery_jobs_rehearse_end_to_end() {
+    let Some(w) = World::new() else { return };
+    if !crate::have("redis-server") || !have_python_module("celery") || !have_python_module("redis")
+    {
+        return;
+    }
+    let port = free_port();
+    let _redis = Reaped(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    listening(port);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let bin = Path::new(env!("CARGO_BIN_EXE_bootforge")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = |c: &mut Command| {
+        c.current_dir(root().join("examples"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("CELERY_BROKER_URL", &url)
+            .env("CELERY_RESULT_BACKEND", &url)
+            .env(
+                "BOOTFORGE_ARGS",
+                format!("--local --efs {}", w.efs.path().display()),
+            )
+            .env("XDG_STATE_HOME", w.state.path())
+            .env("PATH", &path)
+            .env_remove("BOOTFORGE_PROFILES")
+            .env_remove("BOOTFORGE_SNIPPETS");
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let worker_log = logs.path().join("worker.log");
+    let mut worker = Command::new("python3");
+    worker.args([
+        "-m",
+        "celery",
+        "-A",
+        "celery_tasks",
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "4",
+        "--loglevel",
+        "INFO",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]);
+    env(&mut worker);
+    let _worker = Reaped(
+        worker
+            .stdout(std::fs::File::create(&worker_log).unwrap())
+            .stderr(std::fs::File::create(logs.path().join("worker.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The client sends the three jobs, the third twice at once, and reads
+    // each result from Celery's result backend.
+    let client = r#"
+import json, sys
+from celery_tasks import run_gpu_job
+sent = [run_gpu_job.delay(j) for j in ("e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup")]
+print(json.dumps([r.get(timeout=300) for r in sent]))
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-c", client]);
+    env(&mut command);
+    let out = command.output().unwrap();
+    let worker_err = std::fs::read_to_string(logs.path().join("worker.err")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\nworker:\n{worker_err}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["outcome"], "succeeded", "{results:#?}");
+    assert_eq!(results[1]["outcome"], "failed", "{results:#?}");
+    assert_eq!(results[1]["status"]["exit_code"], 3);
+    assert_eq!(results[2]["outcome"], "succeeded");
+    assert_eq!(
+        results[2]["instance"], results[3]["instance"],
+        "one job, one instance"
+    );
+    for (job, result) in [
+        ("e2e-ok", &results[0]),
+        ("fail-e2e", &results[1]),
+        ("e2e-dup", &results[2]),
+    ] {
+        assert_eq!(w.instances_of(job), 1, "{job}: one container");
+        let status: Json = serde_json::from_str(
+            &std::fs::read_to_string(w.job_dir(job).join("status.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status["instance_id"], result["instance"], "{job}");
+        assert_eq!(
+            &status, &result["status"],
+            "{job}: the backend holds the run's own status"
+        );
+    }
+    assert!(
+        w.ps(&["e2e-ok", "fail-e2e", "e2e-dup"]).is_empty(),
+        "every container powered off and is gone"
+    );
+}
