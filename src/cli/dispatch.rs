@@ -424,7 +424,9 @@ mod aws {
     pub fn ps_local(json: bool) -> Result<i32> {
         #[cfg(feature = "smoke")]
         {
-            let rows = reap::alive(&crate::smoke::local::instances(&[])?, now());
+            let mut rows = reap::alive(&crate::smoke::local::instances(&[])?, now());
+            // A container costs nothing: no price stands for a GPU here.
+            rows.iter_mut().for_each(|r| r.cost_so_far = None);
             if json {
                 print_json(&rows);
             } else {
