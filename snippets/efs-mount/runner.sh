@@ -2,15 +2,11 @@
 # efs-mount
 EFS_HOW={{ "nfs" if efs_utils == "never" else "" }}
 {# pkg PACKAGE: installed, bounded, where dnf can. #}
-pkg() {
 {% if install_timeout_seconds > 0 %}
-  command -v dnf >/dev/null || return
-  log "installing $1"
-  timeout -k 10 {{ install_timeout_seconds }} dnf -y -q install "$1" 2>&1 | stamp
+pkg() { command -v dnf >/dev/null || return; log "installing $1"; timeout -k 10 {{ install_timeout_seconds }} dnf -y -q install "$1" 2>&1 | stamp; }
 {% else %}
-  return 1
+pkg() { return 1; }
 {% endif %}
-}
 {# no_tls WHY: plain NFS from now on, with a warning saying why (efs_utils: always refuses). #}
 no_tls() {
 {% if efs_utils == "always" %}
@@ -25,8 +21,7 @@ efs_mount() {
   local fs=$1 sub=$2 at=$3 dns=$1.efs.{{ instance.region }}.amazonaws.com n=1 w=0
   until timeout 10 getent hosts "$dns" >/dev/null; do
     [ $w -ge {{ dns_wait_seconds }} ] && fail mount_failed "$dns did not resolve in ${w}s: is there a mount target in this zone?"
-    sleep 5
-    w=$((w + 5))
+    sleep 5; w=$((w + 5))
   done
   mkdir -p "$at"
   if [ -z "$EFS_HOW" ]; then

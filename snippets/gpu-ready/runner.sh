@@ -8,8 +8,7 @@ until g=$(timeout -k 5 {{ call_timeout_seconds }} nvidia-smi --query-gpu=name,dr
 {% else %}
   [ $w -ge {{ wait_seconds }} ] && log "warning: no GPU answered within {{ wait_seconds }}s; going on (required: false)" && break
 {% endif %}
-  sleep 5
-  w=$((w + 5))
+  sleep 5; w=$((w + 5))
 done
 {% if not required %}
 if [ -n "$g" ]; then

@@ -12,7 +12,7 @@ else
   {# The cache holds one environment per requirements, interpreter, place and machine; one failing its checksum is rebuilt. #}
   k=$({ cat "$REQUIREMENTS"; echo "$VENV"; {{ python }} -VV; uname -m; } 2>&1 | sha256sum)
 {% if cache_dir is not none %}
-  k=${k%% *} tar=$CACHE/${k%% *}.tar
+  k=${k%% *} tar=$CACHE/$k.tar
   if [ -f "$tar" ] && (cd "$CACHE" && timeout 600 sha256sum -c --status "$k.sha256") && rm -rf "$VENV" && mkdir "$VENV" &&
     timeout 600 tar -C "$VENV" -xf "$tar" && "$VENV/bin/python" -c ''; then
     log "restored $VENV from $tar"
@@ -28,8 +28,7 @@ else
     rc=${PIPESTATUS[0]}
     if [ "$rc" != 0 ]; then
 {% if on_failure == "stop" %}
-      EXIT_CODE=$rc
-      fail deps_failed "pip install -r $REQUIREMENTS failed (exit code $rc)"
+      EXIT_CODE=$rc; fail deps_failed "pip install -r $REQUIREMENTS failed (exit code $rc)"
 {% else %}
       log "warning: pip install -r $REQUIREMENTS failed (exit code $rc); going on (on_failure: continue)"
 {% endif %}

@@ -58,27 +58,12 @@ arm() {
     { setsid sh -c "sleep $1; poweroff -f" </dev/null &>/dev/null & }
 }
 
-phase_end() {
-  [ -z "$PHASE" ] && return
-  t=$((EPOCHSECONDS - t))
-  PHASES+="${PHASES:+, }\"$PHASE\": $t"
-  log "phase $PHASE: done in ${t}s"
-  PHASE=
-}
-
-phase() {
-  phase_end
-  [ "$1" = mount ] || ensure_logs
-  PHASE=$1 t=$EPOCHSECONDS
-  log "phase $1: start"
-}
+{# phase NAME: the last phase ends (its time goes to PHASES), NAME starts; every phase but the mounts writes to the job's directory. #}
+phase_end() { [ -z "$PHASE" ] && return; t=$((EPOCHSECONDS - t)) PHASES+="${PHASES:+, }\"$PHASE\": $t"; log "phase $PHASE: done in ${t}s"; PHASE=; }
+phase() { phase_end; [ "$1" = mount ] || ensure_logs; PHASE=$1 t=$EPOCHSECONDS; log "phase $1: start"; }
 
 {# fail OUTCOME MESSAGE: end the job now with that outcome. #}
-fail() {
-  OUTCOME=$1 MESSAGE=$2
-  log "error: $2"
-  exit 1
-}
+fail() { OUTCOME=$1 MESSAGE=$2; log "error: $2"; exit 1; }
 
 {# Once the file system holding the job's directory is there, the log and status go to it; an earlier run's files go to runs/ID first (never over anything), the launcher's claim stays. #}
 ensure_logs() {
@@ -127,10 +112,7 @@ finalize() {
     {# Whatever touches the EFS runs in one child, given half the finalizer's time. #}
     (cat "$LOG_FILE" >>"$efs" && put "$JOB_DIR" "$s" && cp {{ cloud_init_log }} "$JOB_DIR" && own "$JOB_DIR"/* &&
       sync "$JOB_DIR/status.json" "$efs") 2>/dev/null &
-    gone $! $((FINAL_S / 2)) || {
-      pkill -9 -P $!; kill -9 $!
-      log "warning: the EFS did not answer"
-    }
+    gone $! $((FINAL_S / 2)) || { pkill -9 -P $!; kill -9 $!; log "warning: the EFS did not answer"; }
   fi
 {% if poweroff %}
   shutdown -h now "bootforge: job $JOB_ID $OUTCOME"

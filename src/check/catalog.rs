@@ -78,7 +78,7 @@ pub static CATALOG: &[InstanceType] = types! {
 /// The catalog entry of `name`.
 ///
 /// ```
-/// let t = bootforge::catalog::lookup("g6e.xlarge").unwrap();
+/// let t = bootforge::check::catalog::lookup("g6e.xlarge").unwrap();
 /// assert_eq!((t.gpu, t.gpu_memory_gib, t.price_per_hour), ("L40S", 48, 1.861));
 /// ```
 pub fn lookup(name: &str) -> Option<&'static InstanceType> {
@@ -90,7 +90,7 @@ pub fn lookup(name: &str) -> Option<&'static InstanceType> {
 ///
 /// ```
 /// // 120 minutes of timeout and 10 of grace on a g6e.xlarge.
-/// let cost = bootforge::catalog::job_cost(1.861, 130 * 60);
+/// let cost = bootforge::check::catalog::job_cost(1.861, 130 * 60);
 /// assert!((cost - 4.032).abs() < 0.001);
 /// ```
 pub fn job_cost(price_per_hour: f64, seconds: u64) -> f64 {

@@ -5,7 +5,7 @@
 /// and under `/`, `/ab` is not under `/a`).
 ///
 /// ```
-/// # use bootforge::paths::is_under;
+/// # use bootforge::compile::paths::is_under;
 /// assert!(is_under("/home/u/rec/jobs", "/home/u/rec"));
 /// assert!(is_under("/home/u/rec", "/home/u/rec/"));
 /// assert!(!is_under("/home/u/recx", "/home/u/rec"));
