@@ -46,5 +46,5 @@ gone $sp 10 || kill $sp
 EXIT_CODE=$rc OUTCOME=failed MESSAGE="the pipeline exited with code $rc"
 [ $rc = 0 ] && OUTCOME=succeeded MESSAGE=
 [ $end -ge $DEADLINE ] && [[ $rc =~ ^(124|137)$ ]] && OUTCOME=timed_out MESSAGE="the pipeline ran out of time"
-{# Shut down from outside (terminated, stopped, a spot interruption): systemd stopped the pipeline. #}
-[ "$(systemctl is-system-running 2>/dev/null)" = stopping ] && OUTCOME=interrupted MESSAGE="the instance was shut down while the pipeline ran"
+{# Shut down from outside (terminated, stopped, a spot interruption): systemd stopped the pipeline, or refused to start it. #}
+[ "$(systemctl is-system-running 2>/dev/null)" = stopping ] && EXIT_CODE=143 OUTCOME=interrupted MESSAGE="the instance was shut down while the pipeline ran"

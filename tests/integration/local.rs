@@ -215,10 +215,10 @@ fn failures_and_terminations_keep_their_exit_codes() {
             .any(|i| i["instance_id"] == id.as_str() && i["job"] == "long-1"),
         "{listed:#?}"
     );
-    // Wait for the pipeline to run before ending the instance.
+    // Wait for the pipeline's first line before ending the instance.
     let log = w.job_dir("long-1").join("job.log");
     let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("phase run: start")) {
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("pipeline of long-1")) {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "the pipeline never started"

@@ -317,6 +317,26 @@ fn failed_keeps_the_exit_code() {
 }
 
 #[test]
+fn a_pipeline_ended_by_a_shutdown_from_outside_is_interrupted() {
+    // Whatever the pipeline said as systemd stopped it (or refused to start
+    // it), a system on its way down makes the outcome interrupted, code 143.
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new()
+        .script("fail.sh")
+        .env("STANDIN_SYSTEM", "stopping")
+        .run();
+    done.assert_common("interrupted", 143);
+    assert_eq!(
+        done.status()["message"],
+        "the instance was shut down while the pipeline ran"
+    );
+    let running = Job::new().script("fail.sh").run();
+    running.assert_common("failed", 3);
+}
+
+#[test]
 fn timed_out_kills_a_pipeline_that_ignores_sigterm_within_the_grace() {
     if !have("bash") {
         return;
