@@ -126,6 +126,57 @@ pub fn decide(
     Decision::Launch(taken)
 }
 
+/// The decision for `compiled`'s job, taken under the claim's lock: a launch
+/// is written into the claim as it is decided, so that one launch of a job
+/// wins. `ended`: whether the claimed run's instance has ended (for
+/// `--rerun`).
+pub fn claim_step(
+    claims: &Claims,
+    compiled: &Compiled,
+    rerun: bool,
+    ended: bool,
+) -> Result<Decision> {
+    let profile = &compiled.profile.name;
+    let job = &compiled.profile.profile.job.id;
+    let payload = compiled.payload.sha256();
+    claims.update(|current| {
+        let d = decide(
+            current.as_ref(),
+            profile,
+            job,
+            &payload,
+            rerun,
+            ended,
+            now(),
+        );
+        match &d {
+            Decision::Launch(c) => (Some(c.clone()), d),
+            _ => (None, d),
+        }
+    })
+}
+
+/// Waiting on `claim`, a run another launch holds: an error once it has
+/// been starting for longer than [`ATTACH_BOUND`] without an instance.
+pub fn still_starting(claims: &Claims, claim: &Claim, since: Instant) -> Result<()> {
+    if since.elapsed() <= ATTACH_BOUND {
+        return Ok(());
+    }
+    Err(Error::Environment {
+        message: format!(
+            "run {} of job {} has been starting for {}s under {} without an instance",
+            claim.run,
+            claim.job,
+            since.elapsed().as_secs(),
+            claim.holder
+        ),
+        help: Some(format!(
+            "see {}",
+            claims.dir().join(crate::aws::claim::CLAIM_FILE).display()
+        )),
+    })
+}
+
 /// Launches `compiled`'s job, or attaches to the run another launch of it
 /// started (in this process, another, or on another host sharing the job's
 /// directory); reports a run that has already ended.
@@ -137,9 +188,7 @@ pub async fn launch(
     intervals: Intervals,
     on: &mut dyn FnMut(Event),
 ) -> Result<Launched> {
-    let profile = compiled.profile.name.clone();
     let job = compiled.profile.profile.job.id.clone();
-    let payload = compiled.payload.sha256();
     let start = Instant::now();
     loop {
         // For --rerun: whether the claimed run's instance has ended.
@@ -149,22 +198,7 @@ pub async fn launch(
                 .is_none_or(|i| i.state == "terminated"),
             _ => false,
         };
-        let decision = claims.update(|current| {
-            let d = decide(
-                current.as_ref(),
-                &profile,
-                &job,
-                &payload,
-                rerun,
-                ended,
-                now(),
-            );
-            match &d {
-                Decision::Launch(c) => (Some(c.clone()), d),
-                _ => (None, d),
-            }
-        })?;
-        match decision {
+        match claim_step(claims, compiled, rerun, ended)? {
             Decision::Launch(claim) => {
                 return launch_run(client, compiled, claims, claim, intervals, on).await;
             }
@@ -173,20 +207,7 @@ pub async fn launch(
             }
             Decision::Refuse(message) => return Err(Error::Usage { message }),
             Decision::Wait(claim) => {
-                if start.elapsed() > ATTACH_BOUND {
-                    return Err(Error::Environment {
-                        message: format!(
-                            "run {} of job {job} has been starting for {}s under {} without an instance",
-                            claim.run,
-                            start.elapsed().as_secs(),
-                            claim.holder
-                        ),
-                        help: Some(format!(
-                            "see {}",
-                            claims.dir().join(crate::aws::claim::CLAIM_FILE).display()
-                        )),
-                    });
-                }
+                still_starting(claims, &claim, start)?;
                 on(Event::Progress(format!(
                     "run {} of job {job} is being launched by {}: waiting for its instance",
                     claim.run, claim.holder

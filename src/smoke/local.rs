@@ -20,7 +20,7 @@ use super::image::{docker, image, image_exists};
 use crate::aws::claim::{Claim, Claims};
 use crate::aws::ec2::Instance;
 use crate::aws::job::{Report, local_claims, report};
-use crate::aws::operate::{ATTACH_BOUND, Decision, Launched, decide, settle};
+use crate::aws::operate::{Decision, Launched, claim_step, settle, still_starting};
 use crate::aws::plan::{
     TAG_DEADLINE, TAG_JOB, TAG_PAYLOAD, TAG_PROFILE, TAG_RUN, now, parse_rfc3339, plan,
 };
@@ -501,9 +501,7 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
     let mounts = mounts(compiled);
     let host_dir = host_log_dir(compiled, &mounts, &efs)?;
     std::fs::create_dir_all(&host_dir).map_err(|e| Error::io(&host_dir, "create directory", e))?;
-    let profile = compiled.profile.name.clone();
     let job = compiled.profile.profile.job.id.clone();
-    let payload = compiled.payload.sha256();
     let claims = Claims::open(&host_dir, &local_claims(), &job)?;
     on(Event::Phase(format!("claiming job {job}")));
     let start = Instant::now();
@@ -513,22 +511,7 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
             Some(id) => get(id)?.is_none_or(|i| i.state == "terminated"),
             None => false,
         };
-        let decision = claims.update(|current| {
-            let d = decide(
-                current.as_ref(),
-                &profile,
-                &job,
-                &payload,
-                request.rerun,
-                over,
-                now(),
-            );
-            match &d {
-                Decision::Launch(c) => (Some(c.clone()), d),
-                _ => (None, d),
-            }
-        })?;
-        match decision {
+        match claim_step(&claims, compiled, request.rerun, over)? {
             Decision::Launch(claim) => {
                 on(Event::Phase(format!(
                     "booting run {} of job {job}",
@@ -572,17 +555,7 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
             }
             Decision::Refuse(message) => return Err(Error::Usage { message }),
             Decision::Wait(claim) => {
-                if start.elapsed() > ATTACH_BOUND {
-                    return Err(Error::Environment {
-                        message: format!(
-                            "run {} of job {job} has been starting for {}s under {} without an instance",
-                            claim.run,
-                            start.elapsed().as_secs(),
-                            claim.holder
-                        ),
-                        help: None,
-                    });
-                }
+                still_starting(&claims, &claim, start)?;
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
