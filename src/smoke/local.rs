@@ -105,7 +105,56 @@ fn host_log_dir(compiled: &Compiled, mounts: &[EfsMount], efs: &Path) -> Result<
         .find(|(_, _, m)| m == at)
         .expect("holder returns one of the mount points");
     let rest = log_dir[at.trim_end_matches('/').len()..].trim_start_matches('/');
-    Ok(efs.join(sub.trim_start_matches('/')).join(rest))
+    let host_dir = efs.join(sub.trim_start_matches('/')).join(rest);
+    enterable(efs, mounts, &host_dir)?;
+    Ok(host_dir)
+}
+
+/// The job's user in the smoke image (`useradd --uid 1000`, as ec2-user on
+/// Amazon Linux): a user of its own, never the one who launches.
+const JOB_UID: u32 = 1000;
+
+/// Whether a folder of `mode`, `uid` and `gid` lets the job's user through.
+fn lets_through(mode: u32, uid: u32, gid: u32) -> bool {
+    let bit = if uid == JOB_UID {
+        0o100
+    } else if gid == JOB_UID {
+        0o010
+    } else {
+        0o001
+    };
+    mode & bit != 0
+}
+
+/// The existing folders the job's user goes through on the EFS folder (the
+/// root of each mount, the way down to the job's log directory) must let
+/// it through: a folder made by `mktemp -d` (0700, yours) would fail the
+/// pipeline on the instance with "Permission denied", as on an EFS whose
+/// root is 0700.
+fn enterable(efs: &Path, mounts: &[EfsMount], host_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let roots = mounts
+        .iter()
+        .map(|(_, sub, _)| efs.join(sub.trim_start_matches('/')))
+        .map(|dir| dir.components().collect::<PathBuf>());
+    let way = host_dir.ancestors().filter(|d| d.starts_with(efs));
+    for dir in roots.chain(way.map(Path::to_path_buf)) {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if meta.is_dir() && !lets_through(meta.mode(), meta.uid(), meta.gid()) {
+            return Err(Error::Usage {
+                message: format!(
+                    "{}: the job's user (uid {JOB_UID} in the container) cannot enter this folder (mode {:o}, owner uid {}); let it through (`chmod o+x {}`) or give --efs another folder",
+                    dir.display(),
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The host folders of a run's local instance: its seed, its /var/log
@@ -637,6 +686,45 @@ mod tests {
         let dir = host_log_dir(&compiled, &mounts, Path::new("/srv/efs")).unwrap();
         // log_dir /home/ec2-user/recordings/bootforge/jobs, the EFS root mounted at recordings.
         assert_eq!(dir, Path::new("/srv/efs/bootforge/jobs"));
+    }
+
+    #[test]
+    fn a_folder_the_jobs_user_cannot_enter_is_refused_before_launch() {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert!(lets_through(0o755, 0, 0));
+        assert!(lets_through(0o700, JOB_UID, 0));
+        assert!(lets_through(0o750, 0, JOB_UID));
+        assert!(!lets_through(0o700, 0, 0));
+        assert!(!lets_through(0o770, 0, 0));
+        assert!(!lets_through(0o601, JOB_UID, 0));
+
+        let library = crate::Library::builtin();
+        let compiled = crate::compile(&library, crate::DEFAULT_PROFILE, &[]).unwrap();
+        let mounts = mounts(&compiled);
+        let efs = tempfile::tempdir().unwrap();
+        let jobs = efs.path().join("bootforge/jobs");
+        std::fs::create_dir_all(&jobs).unwrap();
+        let mode = |dir: &Path, m: u32| {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(efs.path(), 0o755);
+        assert!(host_log_dir(&compiled, &mounts, efs.path()).is_ok());
+        // A `mktemp -d` folder as the EFS, or a closed folder on the way.
+        for closed in [efs.path().to_path_buf(), jobs.clone()] {
+            mode(&closed, 0o700);
+            let err = host_log_dir(&compiled, &mounts, efs.path()).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("chmod o+x {}", closed.display())),
+                "{text}"
+            );
+            mode(&closed, 0o755);
+        }
+        // The /app mount's folder is entered too, to read the pipeline.
+        let app = efs.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        mode(&app, 0o700);
+        assert!(host_log_dir(&compiled, &mounts, efs.path()).is_err());
     }
 
     #[test]
