@@ -18,11 +18,11 @@ pub mod aws;
 pub mod check;
 mod cli;
 pub mod compile;
+pub mod diagnostics;
 pub mod progress;
 #[cfg(feature = "smoke")]
 pub mod smoke;
 
-pub use check::diagnostics::{Error, Location, Result};
 pub use check::golden::{Drift, Report, check};
 pub use check::schema::profile_schema;
 pub use check::validate::{Diagnostic, Severity, validate};
@@ -38,3 +38,4 @@ pub use compile::profile::{
 pub use compile::render::quote as shell_quote;
 pub use compile::snippet::{Manifest, Param, ParamKind};
 pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};
+pub use diagnostics::{Error, Location, Result};

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::plan::now;
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 /// The claim's file in the job's directory; the instance never moves it.
 pub const CLAIM_FILE: &str = "claim.json";

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::aws::plan::{
     Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN, parse_rfc3339,
 };
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 /// An instance as bootforge shows it.
 #[derive(Debug, Clone, Serialize)]

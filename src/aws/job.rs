@@ -11,10 +11,10 @@ use crate::aws::claim::{CLAIM_FILE, Claim, Claims};
 use crate::aws::ec2::{self, DryRun};
 use crate::aws::operate::{self, Launched, now};
 use crate::aws::wait::{self, Finished, Intervals};
-use crate::check::diagnostics::Result;
 use crate::compile::Compiled;
 use crate::compile::library::Library;
 use crate::compile::profile::{DEFAULT_PROFILE, load};
+use crate::diagnostics::Result;
 use crate::progress::Event;
 
 /// The region of commands that take no profile: the one given, else

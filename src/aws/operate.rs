@@ -19,8 +19,8 @@ pub use crate::aws::plan::now;
 use crate::aws::plan::{Attempt, LaunchPlan};
 use crate::aws::wait::{Finished, Intervals, report};
 use crate::check::catalog;
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
+use crate::diagnostics::{Error, Result};
 pub use crate::progress::Event;
 
 /// How long a new instance may stay unknown to DescribeInstances.

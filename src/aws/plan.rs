@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::aws::claim::Claim;
 use crate::check::catalog;
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
+use crate::diagnostics::{Error, Result};
 
 /// Tag keys bootforge sets on every instance and volume it launches.
 pub const TAG_PROFILE: &str = "bootforge:profile";

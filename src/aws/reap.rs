@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::aws::ec2::{self, Instance};
 use crate::aws::plan::TAG_JOB;
 use crate::check::catalog;
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 /// Past this many seconds after launch, an instance without a readable
 /// deadline tag is reaped: the largest budget bootforge lets a job have

@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 use crate::aws::ec2::{self, Instance};
 use crate::aws::operate::{VISIBILITY_BOUND, now};
 use crate::check::catalog;
-use crate::check::diagnostics::Result;
+use crate::diagnostics::Result;
 use crate::progress::Event;
 
 /// How a waited-for job ended.

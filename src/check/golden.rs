@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::compile;
 use crate::compile::library::Library;
+use crate::diagnostics::{Error, Result};
 
 /// How one golden file differs from what the profile compiles to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

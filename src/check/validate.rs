@@ -13,14 +13,14 @@ use serde_yaml_ng::Value;
 
 use crate::check::aws_names;
 use crate::check::catalog;
-use crate::check::diagnostics::{Error, IdKind, Location, Result, did_you_mean};
 use crate::compile::library::Library;
 use crate::compile::overrides::Override;
 use crate::compile::payload::USER_DATA_LIMIT;
 use crate::compile::profile::LoadedProfile;
 use crate::compile::{Compiled, compile};
+use crate::diagnostics::{Error, IdKind, Location, Result, did_you_mean};
 
-pub use crate::check::diagnostics::Severity;
+pub use crate::diagnostics::Severity;
 
 /// One problem, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl Checks<'_> {
         let (file, location) = match &origin {
             crate::compile::profile::Origin::Set(arg) => (
                 Some(format!("--set {arg}")),
-                Some(crate::check::diagnostics::set_location(arg, false)),
+                Some(crate::diagnostics::set_location(arg, false)),
             ),
             o => (Some(self.p.file_of(o).to_string()), self.p.locate(path)),
         };
@@ -544,6 +544,7 @@ impl Checks<'_> {
                 "snippets",
                 Error::SizeBudget {
                     raw,
+                    limit: USER_DATA_LIMIT,
                     gzipped: false,
                 },
             );
@@ -551,7 +552,14 @@ impl Checks<'_> {
         if compiled.payload.gzip
             && self.p.profile.output.compression == crate::compile::profile::Compression::Auto
         {
-            self.report("snippets", Error::SizeBudget { raw, gzipped: true });
+            self.report(
+                "snippets",
+                Error::SizeBudget {
+                    raw,
+                    limit: USER_DATA_LIMIT,
+                    gzipped: true,
+                },
+            );
         }
     }
 }

@@ -9,13 +9,13 @@ use clap::CommandFactory as _;
 use super::reports::Progress;
 use super::reports::{self, print_json};
 use super::{Cli, Command, Format, ListWhat, ReportFormat};
-use crate::check::diagnostics::{Error, Result};
 use crate::check::golden;
 use crate::check::validate;
 use crate::compile::compile;
 use crate::compile::explain::Explanation;
 use crate::compile::library::{Library, Project};
 use crate::compile::profile::{DEFAULT_PROFILE, load};
+use crate::diagnostics::{Error, Result};
 
 fn library(cli: &Cli) -> Result<(Library, Option<Project>)> {
     let cwd =
@@ -327,8 +327,8 @@ mod aws {
     use crate::aws::job::{self, Request};
     use crate::aws::plan::now;
     use crate::aws::reap;
-    use crate::check::diagnostics::{Error, Result};
     use crate::compile::Compiled;
+    use crate::diagnostics::{Error, Result};
 
     fn runtime() -> Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_current_thread()

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::check::diagnostics::Result;
 use crate::compile::overrides::Override;
+use crate::diagnostics::Result;
 
 #[derive(Debug, Parser)]
 #[command(

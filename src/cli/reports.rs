@@ -4,10 +4,10 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::check::diagnostics::{Error, Result};
 use crate::check::golden::{Drift, Report as GoldenReport};
 use crate::check::validate::{Diagnostic, Severity};
 use crate::compile::library::Listed;
+use crate::diagnostics::{Error, Result};
 
 pub fn print_json<T: serde::Serialize>(value: &T) {
     println!(

@@ -12,7 +12,6 @@ use minijinja::value::{Serde, Value as JinjaValue};
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Location, Result, did_you_mean};
 use crate::compile::library::Library;
 use crate::compile::merge::Merger;
 use crate::compile::overrides::Override;
@@ -20,6 +19,7 @@ use crate::compile::payload::{self, Part, Payload};
 use crate::compile::profile::{self, LoadedProfile, Origin};
 use crate::compile::render;
 use crate::compile::snippet::{MANIFEST, Snippet};
+use crate::diagnostics::{Error, Location, Result, did_you_mean};
 
 /// A snippet as the profile uses it: its parameters' final values and where
 /// each came from.
@@ -406,13 +406,13 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
         // An error in a snippet's output points at the profile line that
         // chose the snippet.
         let key = format!("snippets.{}", u.resolved.name);
-        let chosen = || crate::check::diagnostics::Chosen {
+        let chosen = || crate::diagnostics::Chosen {
             file: match p.origin(&key) {
                 Origin::Set(arg) => format!("--set {arg}"),
                 o => p.file_of(&o).to_string(),
             },
             location: match p.origin(&key) {
-                Origin::Set(arg) => Some(crate::check::diagnostics::set_location(&arg, false)),
+                Origin::Set(arg) => Some(crate::diagnostics::set_location(&arg, false)),
                 _ => p.locate_key(&key),
             },
             template: u

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -82,7 +82,7 @@ pub struct Listed {
 }
 
 /// The first line of an error, for a one-line listing.
-fn invalid(e: &crate::check::diagnostics::Error) -> String {
+fn invalid(e: &crate::diagnostics::Error) -> String {
     format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
 }
 

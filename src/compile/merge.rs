@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 /// Top-level cloud-config keys in the order cloud-init runs their modules;
 /// keys not listed here follow in alphabetical order.

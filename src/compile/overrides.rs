@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::profile::{Origin, join, merge, record};
+use crate::diagnostics::{Error, Result};
 
 /// A `--set dotted.path=value` argument.
 #[derive(Debug, Clone)]

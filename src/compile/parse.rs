@@ -14,9 +14,9 @@ use serde::de::{
 };
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Location, Result, YamlKind, did_you_mean};
 use crate::compile::profile::Profile;
 use crate::compile::source_map::SourceMap;
+use crate::diagnostics::{Error, Location, Result, YamlKind, did_you_mean};
 
 /// The 1-based line of the first line that is neither blank nor a comment.
 pub(super) fn first_content(text: &str) -> usize {

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use base64::Engine as _;
 use flate2::{Compression as Level, GzBuilder};
 
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::profile::Compression;
+use crate::diagnostics::{Error, Result};
 
 /// EC2's limit on user-data, counted before base64.
 pub const USER_DATA_LIMIT: usize = 16_384;

@@ -10,12 +10,12 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Location, Result, did_you_mean};
 use crate::compile::duration::Duration;
 use crate::compile::library::{Library, SourceFile};
 use crate::compile::overrides::{Override, apply};
 use crate::compile::parse::{parse_file, typed};
 use crate::compile::source_map::{SourceMap, Span};
+use crate::diagnostics::{Error, Location, Result, did_you_mean};
 
 /// The name of the profile `compile` uses when none is given.
 pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";

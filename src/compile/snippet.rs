@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::library::SnippetFiles;
+use crate::diagnostics::{Error, Result};
 
 /// The manifest file of every snippet directory.
 pub const MANIFEST: &str = "snippet.yaml";
@@ -185,7 +185,7 @@ impl Snippet {
                     param: key.to_string(),
                     at: String::new(),
                     key: true,
-                    help: Some(match crate::check::diagnostics::did_you_mean(key, names) {
+                    help: Some(match crate::diagnostics::did_you_mean(key, names) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
                             "`{}` takes: {}",
@@ -390,7 +390,7 @@ pub fn check(value: &Value, spec: &Param) -> std::result::Result<Value, Issue> {
             for key in map.keys() {
                 let key = key.as_str().unwrap_or_default();
                 if !spec.fields.contains_key(key) {
-                    let hint = crate::check::diagnostics::did_you_mean(
+                    let hint = crate::diagnostics::did_you_mean(
                         key,
                         spec.fields.keys().map(String::as_str),
                     )

@@ -15,8 +15,8 @@ use testcontainers::{GenericImage, ImageExt};
 use super::environment;
 use super::image::docker;
 use super::scenarios::Scenario;
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
+use crate::diagnostics::{Error, Result};
 
 /// The stand-in for the job's pipeline, written onto the EFS folder.
 const PIPELINE: &str = include_str!("../../tests/fixtures/smoke/simulate_pipeline.sh");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use super::environment;
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 use crate::progress::Event;
 
 /// The image recipe: every file that goes into the image, by name.

@@ -26,9 +26,9 @@ use crate::aws::plan::{
 };
 use crate::aws::reap::Termination;
 use crate::aws::wait::{Finished, Follow, Intervals, console_status, exit_code, read_status};
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::Compiled;
 use crate::compile::paths::holder;
+use crate::diagnostics::{Error, Result};
 use crate::progress::Event;
 
 /// The label of every local instance.

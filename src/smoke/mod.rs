@@ -25,10 +25,10 @@ pub use self::checks::{Check, Timings};
 pub use self::image::{IMAGE, ImageBuild, build_image, image, image_tag};
 pub use self::scenarios::chosen;
 pub use self::scenarios::{PowerOff, SCENARIOS, Scenario, scenario};
-use crate::check::diagnostics::{Error, Result};
 use crate::compile::compile;
 use crate::compile::library::Library;
 use crate::compile::overrides::Override;
+use crate::diagnostics::{Error, Result};
 use crate::progress::Event;
 
 fn environment(message: impl Into<String>, help: impl Into<String>) -> Error {

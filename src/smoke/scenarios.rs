@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::check::diagnostics::{Error, Result};
+use crate::diagnostics::{Error, Result};
 
 /// What powers the instance off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

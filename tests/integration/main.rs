@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per capability. They drive the
 //! real `bootforge` binary through [`Test`].
 
+mod architecture;
 mod cli;
 mod compile;
 #[cfg(feature = "aws")]
