@@ -17,6 +17,7 @@
 pub mod aws;
 pub mod check;
 mod cli;
+pub mod clock;
 pub mod compile;
 pub mod diagnostics;
 pub mod progress;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::plan::now;
+use crate::clock::now;
 use crate::diagnostics::{Error, Result};
 
 /// The claim's file in the job's directory; the instance never moves it.

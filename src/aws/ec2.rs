@@ -22,10 +22,14 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 };
 use serde::Serialize;
 
-use crate::aws::plan::{
-    Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN, parse_rfc3339,
-};
+use crate::aws::plan::{Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN};
+use crate::clock::parse_rfc3339;
 use crate::diagnostics::{Error, Result};
+
+/// How long a new instance may stay unknown to DescribeInstances: EC2's
+/// eventual consistency after RunInstances, as long as both the launch and
+/// the wait give it.
+pub const VISIBILITY_BOUND: Duration = Duration::from_secs(120);
 
 /// An instance as bootforge shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::aws::claim::{CLAIM_FILE, Claim, Claims};
 use crate::aws::ec2::{self, DryRun};
-use crate::aws::operate::{self, Launched, now};
+use crate::aws::operate::{self, Launched};
 use crate::aws::wait::{self, Finished, Intervals};
+use crate::clock::now;
 use crate::compile::Compiled;
 use crate::compile::library::Library;
 use crate::compile::profile::{DEFAULT_PROFILE, load};

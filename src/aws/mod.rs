@@ -15,5 +15,6 @@ pub mod operate;
 pub mod plan;
 #[cfg(feature = "aws")]
 pub mod reap;
+pub mod token;
 #[cfg(feature = "aws")]
 pub mod wait;

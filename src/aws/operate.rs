@@ -14,17 +14,15 @@ use aws_sdk_ec2::Client;
 use serde::Serialize;
 
 use crate::aws::claim::{Claim, ClaimedAttempt, Claims};
-use crate::aws::ec2::{self, AttemptError, Instance};
-pub use crate::aws::plan::now;
+use crate::aws::ec2::{self, AttemptError, Instance, VISIBILITY_BOUND};
 use crate::aws::plan::{Attempt, LaunchPlan};
 use crate::aws::wait::{Finished, Intervals, report};
 use crate::check::catalog;
+use crate::clock::now;
 use crate::compile::Compiled;
 use crate::diagnostics::{Error, Result};
 pub use crate::progress::Event;
 
-/// How long a new instance may stay unknown to DescribeInstances.
-pub const VISIBILITY_BOUND: Duration = Duration::from_secs(120);
 /// How long a launch waits for another launch of the same job that holds
 /// its claim and is still starting the instance.
 pub const ATTACH_BOUND: Duration = Duration::from_secs(600);

@@ -1,13 +1,13 @@
 //! What a launch sends, decided before any call: the attempts in fallback
 //! order (cost-guarded), the tags, the idempotency token, the deadline.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::aws::claim::Claim;
+use crate::aws::token::client_token;
 use crate::check::catalog;
+use crate::clock::rfc3339;
 use crate::compile::Compiled;
 use crate::diagnostics::{Error, Result};
 
@@ -59,71 +59,6 @@ pub struct LaunchPlan {
     /// Instance types left out, and why.
     pub skipped: Vec<String>,
     pub budget_seconds: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The ClientToken of one attempt of a run (64 hex characters, EC2's
-/// maximum): the same for a retried request, another for another attempt or
-/// another run.
-pub fn client_token(
-    profile: &str,
-    job: &str,
-    run: (u32, u64),
-    payload_sha256: &str,
-    attempt: (&str, &str, bool),
-) -> String {
-    use sha2::Digest as _;
-    let (instance_type, subnet, spot) = attempt;
-    let (run, launched_at) = (run.0.to_string(), run.1.to_string());
-    let mut h = sha2::Sha256::new();
-    for part in [
-        profile,
-        job,
-        &run,
-        &launched_at,
-        payload_sha256,
-        instance_type,
-        subnet,
-        if spot { "spot" } else { "on-demand" },
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex(&h.finalize())
-}
-
-/// Seconds since the epoch, now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (`2026-11-29T01:02:03Z`).
-pub fn rfc3339(epoch: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(epoch))
-        .to_string()
-}
-
-/// An RFC 3339 UTC time (`Z`, fractions allowed) as the time since the epoch.
-fn since_epoch(text: &str) -> Option<std::time::Duration> {
-    humantime::parse_rfc3339(text.trim())
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()
-}
-
-/// An RFC 3339 UTC time as seconds since the epoch, fractions included.
-pub fn parse_rfc3339_fraction(text: &str) -> Option<f64> {
-    since_epoch(text).map(|d| d.as_secs_f64())
-}
-
-/// An RFC 3339 UTC time as whole seconds since the epoch.
-pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    since_epoch(text).map(|d| d.as_secs())
 }
 
 /// Plans the launch of `compiled` for the run `claim` holds: every tag and
@@ -228,53 +163,6 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_round_trips() {
-        for epoch in [0, 951_782_400, 1_795_916_911, 4_102_444_799] {
-            assert_eq!(
-                parse_rfc3339(&rfc3339(epoch)),
-                Some(epoch),
-                "{}",
-                rfc3339(epoch)
-            );
-        }
-        assert_eq!(rfc3339(1_795_916_911), "2026-11-29T01:48:31Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(
-            parse_rfc3339("2026-11-29T01:48:31.250Z"),
-            Some(1_795_916_911)
-        );
-        for bad in [
-            "",
-            "2026-13-01T00:00:00Z",
-            "2026-11-29 01:48:31",
-            "2026-11-29T01:48:31+01:00",
-            "x-y-zT1:2:3Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn tokens_differ_by_attempt_and_run_and_fit_ec2() {
-        let token = |job: &str, run: (u32, u64), attempt: (&str, &str, bool)| {
-            client_token("p", job, run, "sha", attempt)
-        };
-        let a = token("j", (1, 100), ("g6e.xlarge", "subnet-1", false));
-        assert_eq!(a.len(), 64);
-        assert!(a.is_ascii());
-        assert_eq!(a, token("j", (1, 100), ("g6e.xlarge", "subnet-1", false)));
-        for other in [
-            token("j", (1, 100), ("g6e.xlarge", "subnet-2", false)),
-            token("j2", (1, 100), ("g6e.xlarge", "subnet-1", false)),
-            token("j", (1, 100), ("g6e.xlarge", "subnet-1", true)),
-            token("j", (2, 100), ("g6e.xlarge", "subnet-1", false)),
-            token("j", (1, 101), ("g6e.xlarge", "subnet-1", false)),
-        ] {
-            assert_ne!(a, other);
-        }
-    }
 
     #[test]
     fn a_runs_plan_is_the_same_whenever_it_is_made() {

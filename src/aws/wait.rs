@@ -10,9 +10,9 @@ use aws_sdk_ec2::Client;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::aws::ec2::{self, Instance};
-use crate::aws::operate::{VISIBILITY_BOUND, now};
+use crate::aws::ec2::{self, Instance, VISIBILITY_BOUND};
 use crate::check::catalog;
+use crate::clock::now;
 use crate::diagnostics::Result;
 use crate::progress::Event;
 

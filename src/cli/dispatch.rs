@@ -325,8 +325,8 @@ mod aws {
     use super::reports::{self, Progress, print_json};
     use crate::aws::ec2;
     use crate::aws::job::{self, Request};
-    use crate::aws::plan::now;
     use crate::aws::reap;
+    use crate::clock::now;
     use crate::compile::Compiled;
     use crate::diagnostics::{Error, Result};
 

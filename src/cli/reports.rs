@@ -124,8 +124,8 @@ pub use aws::*;
 mod aws {
     use super::{money, per_hour};
     use crate::aws::job::Report;
-    use crate::aws::plan::rfc3339;
     use crate::aws::reap::{Alive, Expired, Termination};
+    use crate::clock::rfc3339;
 
     /// `launch`'s lines: the instance, then how its run ended.
     pub fn print_launch(r: &Report) {
@@ -285,7 +285,7 @@ mod live {
                             if let Some((since, per_hour)) =
                                 *shown.lock().unwrap_or_else(|e| e.into_inner())
                             {
-                                let seconds = crate::aws::plan::now().saturating_sub(since);
+                                let seconds = crate::clock::now().saturating_sub(since);
                                 let _ = write!(w, " · ${:.2} so far", job_cost(per_hour, seconds));
                             }
                         },

@@ -330,5 +330,5 @@ fn bollard_device(path: &str) -> testcontainers::bollard::models::DeviceMapping 
 /// When the engine saw the container stop, in seconds since the epoch.
 fn finished_at(id: &str) -> Option<f64> {
     let out = docker(&["inspect", "--format", "{{.State.FinishedAt}}", id]).ok()?;
-    crate::aws::plan::parse_rfc3339_fraction(String::from_utf8_lossy(&out.stdout).trim())
+    crate::clock::parse_rfc3339_fraction(String::from_utf8_lossy(&out.stdout).trim())
 }

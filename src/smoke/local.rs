@@ -21,11 +21,10 @@ use crate::aws::claim::{Claim, Claims};
 use crate::aws::ec2::Instance;
 use crate::aws::job::{Report, local_claims, report};
 use crate::aws::operate::{Decision, Launched, claim_step, settle, still_starting};
-use crate::aws::plan::{
-    TAG_DEADLINE, TAG_JOB, TAG_PAYLOAD, TAG_PROFILE, TAG_RUN, now, parse_rfc3339, plan,
-};
+use crate::aws::plan::{TAG_DEADLINE, TAG_JOB, TAG_PAYLOAD, TAG_PROFILE, TAG_RUN, plan};
 use crate::aws::reap::Termination;
 use crate::aws::wait::{Finished, Follow, Intervals, console_status, exit_code, read_status};
+use crate::clock::{now, parse_rfc3339};
 use crate::compile::Compiled;
 use crate::compile::paths::holder;
 use crate::diagnostics::{Error, Result};
@@ -208,9 +207,7 @@ fn instance(c: &Json) -> Instance {
         instance_type: label(TYPE_LABEL).unwrap_or_default(),
         subnet: None,
         private_ip: None,
-        launched: c["Created"]
-            .as_str()
-            .and_then(crate::aws::plan::parse_rfc3339),
+        launched: c["Created"].as_str().and_then(parse_rfc3339),
         profile: label(TAG_PROFILE),
         job: label(TAG_JOB),
         run: label(TAG_RUN),

@@ -301,7 +301,7 @@ fn every_run_instances_field_reads_back_as_the_profile_says() {
     let sha = out["payload_sha256"].as_str().unwrap();
     assert_eq!(tag(tags, "bootforge:payload-sha256"), Some(sha));
     let deadline =
-        bootforge::aws::plan::parse_rfc3339(tag(tags, "bootforge:deadline").unwrap()).unwrap();
+        bootforge::clock::parse_rfc3339(tag(tags, "bootforge:deadline").unwrap()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
