@@ -31,11 +31,11 @@ pub use cli::run;
 pub use compile::duration::Duration;
 pub use compile::explain::Explanation;
 pub use compile::library::Library;
+pub use compile::model::{Compression, DEFAULT_PROFILE, Instance, Job, Profile};
 pub use compile::overrides::Override;
 pub use compile::payload::{BOUNDARY, Part, Payload, USER_DATA_LIMIT, gzip};
-pub use compile::profile::{
-    Compression, DEFAULT_PROFILE, Instance, Job, LoadedProfile, Origin, Profile,
-};
+pub use compile::profile::LoadedProfile;
+pub use compile::provenance::Origin;
 pub use compile::render::quote as shell_quote;
 pub use compile::snippet::{Manifest, Param, ParamKind};
 pub use compile::{Compiled, ParamValue, RenderedFile, ResolvedSnippet, Section, compile};

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::check::catalog;
-use crate::compile::profile::Profile;
+use crate::compile::model::Profile;
 
 /// `cost PROFILE`: the price of a job and the cheaper types that would do.
 #[derive(Debug, Clone, Serialize)]

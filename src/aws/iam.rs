@@ -4,7 +4,7 @@
 use serde_json::{Value as Json, json};
 
 use crate::aws::plan::TAG_PROFILE;
-use crate::compile::profile::Profile;
+use crate::compile::model::Profile;
 
 /// `iam-policy PROFILE`: what the launching host needs, and no more.
 pub fn iam_policy(name: &str, profile: &Profile) -> Json {

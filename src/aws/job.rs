@@ -14,7 +14,8 @@ use crate::aws::wait::{self, Finished, Intervals};
 use crate::clock::now;
 use crate::compile::Compiled;
 use crate::compile::library::Library;
-use crate::compile::profile::{DEFAULT_PROFILE, load};
+use crate::compile::model::DEFAULT_PROFILE;
+use crate::compile::profile::load;
 use crate::diagnostics::Result;
 use crate::progress::Event;
 

@@ -1,7 +1,9 @@
-//! EC2: what a launch sends, decided offline (`plan`, `cost`, `iam`), and,
-//! with the `aws` feature, the calls themselves: the client and its
-//! answers (`ec2`), one job's one instance (`claim`, `operate`), waiting for
-//! its outcome (`wait`) and cleaning up (`reap`).
+//! EC2: what a launch sends, decided offline (`plan`, with its ClientTokens
+//! in `token`; `cost`, `iam`), and, with the `aws` feature, the calls
+//! themselves: the client, its answers and EC2's consistency bound (`ec2`),
+//! one job's one instance (`claim`, `operate`), waiting for its outcome
+//! (`wait`), cleaning up (`reap`) and what `launch` does and reports
+//! (`job`).
 
 pub mod claim;
 pub mod cost;

@@ -159,7 +159,7 @@ impl Checks<'_> {
     fn report(&mut self, path: &str, problem: Error) {
         let origin = self.p.origin(path);
         let (file, location) = match &origin {
-            crate::compile::profile::Origin::Set(arg) => (
+            crate::compile::provenance::Origin::Set(arg) => (
                 Some(format!("--set {arg}")),
                 Some(crate::diagnostics::set_location(arg, false)),
             ),
@@ -550,7 +550,7 @@ impl Checks<'_> {
             );
         }
         if compiled.payload.gzip
-            && self.p.profile.output.compression == crate::compile::profile::Compression::Auto
+            && self.p.profile.output.compression == crate::compile::model::Compression::Auto
         {
             self.report(
                 "snippets",
@@ -585,7 +585,7 @@ impl Checks<'_> {
                     .iter()
                     .filter(|s| s.name == snippet)
                     .flat_map(|s| s.params.iter())
-                    .filter(|p| p.origin != crate::compile::profile::Origin::Default)
+                    .filter(|p| p.origin != crate::compile::provenance::Origin::Default)
                     .map(|p| format!("`{}` ({})", p.name, p.origin))
                     .collect();
                 let problem = Error::BadScript {

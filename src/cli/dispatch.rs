@@ -14,7 +14,9 @@ use crate::check::validate;
 use crate::compile::compile;
 use crate::compile::explain::Explanation;
 use crate::compile::library::{Library, Project};
-use crate::compile::profile::{DEFAULT_PROFILE, load};
+use crate::compile::listing;
+use crate::compile::model::DEFAULT_PROFILE;
+use crate::compile::profile::load;
 use crate::diagnostics::{Error, Result};
 
 fn library(cli: &Cli) -> Result<(Library, Option<Project>)> {
@@ -270,8 +272,8 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
         }
         Command::List { what, json } => {
             let rows = match what {
-                ListWhat::Profiles => library.list_profiles(),
-                ListWhat::Snippets => library.list_snippets(),
+                ListWhat::Profiles => listing::profiles(&library),
+                ListWhat::Snippets => listing::snippets(&library),
             };
             if *json {
                 print_json(&rows);
@@ -424,7 +426,7 @@ mod aws {
     pub fn ps_local(json: bool) -> Result<i32> {
         #[cfg(feature = "smoke")]
         {
-            let mut rows = reap::alive(&crate::smoke::local::instances(&[])?, now());
+            let mut rows = reap::alive(&crate::smoke::instances::instances(&[])?, now());
             // A container costs nothing: no price stands for a GPU here.
             rows.iter_mut().for_each(|r| r.cost_so_far = None);
             if json {
@@ -444,8 +446,8 @@ mod aws {
     pub fn terminate_local(ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
         #[cfg(feature = "smoke")]
         {
-            use crate::smoke::local;
-            let done = local::terminate(&local::targets(ids, job)?);
+            use crate::smoke::instances;
+            let done = instances::terminate(&instances::targets(ids, job)?);
             Ok(report_terminations(&done, None, json))
         }
         #[cfg(not(feature = "smoke"))]

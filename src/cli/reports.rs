@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::check::golden::{Drift, Report as GoldenReport};
 use crate::check::validate::{Diagnostic, Severity};
-use crate::compile::library::Listed;
+use crate::compile::listing::Listed;
 use crate::diagnostics::{Error, Result};
 
 pub fn print_json<T: serde::Serialize>(value: &T) {

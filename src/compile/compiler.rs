@@ -16,7 +16,8 @@ use crate::compile::library::Library;
 use crate::compile::merge::Merger;
 use crate::compile::overrides::Override;
 use crate::compile::payload::{self, Part, Payload};
-use crate::compile::profile::{self, LoadedProfile, Origin};
+use crate::compile::profile::{self, LoadedProfile};
+use crate::compile::provenance::Origin;
 use crate::compile::render;
 use crate::compile::snippet::{MANIFEST, Snippet};
 use crate::diagnostics::{Error, Location, Result, did_you_mean};
@@ -579,7 +580,7 @@ fn render_all(p: &LoadedProfile, uses: &[Use]) -> Result<(Mapping, Vec<RenderedF
 
 /// The job as templates see it: the profile's fields, and each duration in
 /// seconds too (`timeout_seconds`…).
-fn job_view(job: &crate::compile::profile::Job) -> serde_json::Value {
+fn job_view(job: &crate::compile::model::Job) -> serde_json::Value {
     let mut view = serde_json::to_value(job).unwrap_or_default();
     if let Some(map) = view.as_object_mut() {
         for (name, d) in [

@@ -72,20 +72,6 @@ pub fn shown(path: &Path) -> String {
         .to_string()
 }
 
-/// One line of `list`: a profile or snippet, its summary (or why it is
-/// invalid), and where it comes from (`built-in` or its path).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Listed {
-    pub name: String,
-    pub summary: String,
-    pub from: String,
-}
-
-/// The first line of an error, for a one-line listing.
-fn invalid(e: &crate::diagnostics::Error) -> String {
-    format!("(invalid: {})", e.to_string().lines().next().unwrap_or(""))
-}
-
 /// Every profile and snippet bootforge knows of.
 #[derive(Debug, Clone, Default)]
 pub struct Library {
@@ -237,43 +223,6 @@ impl Library {
 
     pub fn snippet_names(&self) -> impl Iterator<Item = &str> {
         self.snippets.keys().map(String::as_str)
-    }
-
-    /// Every profile, by name, for `list`.
-    pub fn list_profiles(&self) -> Vec<Listed> {
-        self.profile_names()
-            .map(|name| Listed {
-                name: name.to_string(),
-                summary: crate::compile::profile::load(self, name, &[])
-                    .map_or_else(|e| invalid(&e), |p| p.profile.summary),
-                from: self
-                    .profile(name)
-                    .map(|f| match f.path {
-                        Some(_) => f.display.clone(),
-                        None => "built-in".to_string(),
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect()
-    }
-
-    /// Every snippet, by name, for `list snippets`.
-    pub fn list_snippets(&self) -> Vec<Listed> {
-        self.snippet_names()
-            .filter_map(|name| {
-                let files = self.snippet(name)?;
-                Some(Listed {
-                    name: name.to_string(),
-                    summary: crate::compile::snippet::Snippet::load(name, files)
-                        .map_or_else(|e| invalid(&e), |s| s.manifest.summary),
-                    from: if files.from == "built-in" {
-                        files.from.clone()
-                    } else {
-                        files.dir.clone()
-                    },
-                })
-            })
-            .collect()
     }
 }
 

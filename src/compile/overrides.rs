@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::compile::profile::{Origin, join, merge, record};
+use crate::compile::provenance::{Origin, join, merge, record};
 use crate::diagnostics::{Error, Result};
 
 /// A `--set dotted.path=value` argument.

@@ -14,7 +14,7 @@ use serde::de::{
 };
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::compile::profile::Profile;
+use crate::compile::model::Profile;
 use crate::compile::source_map::SourceMap;
 use crate::diagnostics::{Error, Location, Result, YamlKind, did_you_mean};
 

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use base64::Engine as _;
 use flate2::{Compression as Level, GzBuilder};
 
-use crate::compile::profile::Compression;
+use crate::compile::model::Compression;
 use crate::diagnostics::{Error, Result};
 
 /// EC2's limit on user-data, counted before base64.

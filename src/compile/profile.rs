@@ -1,190 +1,20 @@
-//! Profiles: their types, loading with `extends` and `--set` merged deeply,
-//! and where every value came from. Parsing one file is in `parse`, the
-//! `--set` arguments in `overrides`. (About 470 lines of code; the rest is
-//! tests.)
+//! A profile loaded: its `extends` chain merged deeply, `--set` applied,
+//! and where every value came from, with positions for messages. The
+//! format's types are in `model`, the merge and its origins in
+//! `provenance`, one file's YAML in `parse`, the `--set` arguments in
+//! `overrides`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::compile::duration::Duration;
 use crate::compile::library::{Library, SourceFile};
+use crate::compile::model::Profile;
 use crate::compile::overrides::{Override, apply};
 use crate::compile::parse::{parse_file, typed};
+use crate::compile::provenance::{Origin, merge, nearest_origin};
 use crate::compile::source_map::{SourceMap, Span};
 use crate::diagnostics::{Error, Location, Result, did_you_mean};
-
-/// The name of the profile `compile` uses when none is given.
-pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";
-
-/// One deployable payload and the instance that runs it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Profile {
-    /// One line saying what the profile is for.
-    pub summary: String,
-    /// The profile this one starts from (deep merge, this one wins).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub extends: Option<String>,
-    pub instance: Instance,
-    pub job: Job,
-    /// Snippets in order, each with its parameters (`{}` or empty for the
-    /// defaults, `false` to drop one that a parent profile uses).
-    pub snippets: IndexMap<String, Value>,
-    pub output: Output,
-}
-
-/// The EC2 instance that runs the job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Instance {
-    pub region: String,
-    pub ami: String,
-    /// Instance types to try, in order, when capacity runs out.
-    pub types: Vec<String>,
-    /// Subnets to try, in order.
-    pub subnets: Vec<String>,
-    /// The zone of the subnets, when stated (checked against the region).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_zone: Option<String>,
-    pub security_groups: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_pair: Option<String>,
-    /// Name of the IAM instance profile given to the instance, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_profile: Option<String>,
-    /// The IAM role inside that instance profile (its name, or its ARN):
-    /// `iam:PassRole` is on the role, whose name often differs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_role: Option<String>,
-    pub root_device: String,
-    /// Root volume size; absent keeps the AMI's own size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_volume_gb: Option<u32>,
-    pub spot: bool,
-    /// Whether the instance may read its own tags from the metadata service.
-    pub metadata_tags: bool,
-    /// Refuse to launch when the worst-case cost exceeds this.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_cost_usd: Option<f64>,
-    /// The AWS account, for the ARNs of `iam-policy` (any account when absent).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// The GPU model the profile expects the instance type to carry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<String>,
-    pub tags: IndexMap<String, String>,
-}
-
-impl Default for Instance {
-    fn default() -> Self {
-        Instance {
-            region: String::new(),
-            ami: String::new(),
-            types: Vec::new(),
-            subnets: Vec::new(),
-            availability_zone: None,
-            security_groups: Vec::new(),
-            key_pair: None,
-            instance_profile: None,
-            instance_role: None,
-            root_device: "/dev/xvda".to_string(),
-            root_volume_gb: None,
-            spot: false,
-            metadata_tags: false,
-            max_cost_usd: None,
-            account: None,
-            gpu: None,
-            tags: IndexMap::new(),
-        }
-    }
-}
-
-/// The job the instance runs, and its time budget.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Job {
-    /// The job's id; `launch --set job_id=…` sets it per run.
-    pub id: String,
-    /// The job's whole budget, counted from boot; the pipeline is stopped
-    /// when it runs out.
-    pub timeout: Duration,
-    /// Time after the timeout for the finalizer; the dead-man's switch powers
-    /// off at boot + timeout + grace.
-    pub grace: Duration,
-    /// Between the pipeline's SIGTERM and its SIGKILL.
-    pub kill_after: Duration,
-    /// The user the pipeline runs as.
-    pub user: String,
-    /// Where each job's directory (`LOG_DIR/JOB_ID`) with its log and status goes.
-    pub log_dir: String,
-    /// Local state on the instance: the fallback status, the boot stamp.
-    pub state_dir: String,
-    /// Where the launching host sees `log_dir` (its own mount of the same
-    /// file system); the same path when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_log_dir: Option<String>,
-}
-
-impl Default for Job {
-    fn default() -> Self {
-        Job {
-            id: "manual".to_string(),
-            timeout: Duration::from_seconds(0),
-            grace: Duration::from_minutes(10),
-            kill_after: Duration::from_seconds(60),
-            user: "ec2-user".to_string(),
-            log_dir: String::new(),
-            state_dir: "/var/lib/bootforge".to_string(),
-            host_log_dir: None,
-        }
-    }
-}
-
-/// How the payload is packed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Output {
-    pub compression: Compression,
-}
-
-/// Whether the payload is gzipped.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Only when the raw payload passes the user-data limit.
-    #[default]
-    Auto,
-    Gzip,
-    None,
-}
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The built-in default (of the profile format or of a snippet parameter).
-    Default,
-    /// The profile itself.
-    Profile(String),
-    /// A profile it extends.
-    Parent(String),
-    /// A `--set` argument.
-    Set(String),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Default => write!(f, "default"),
-            Origin::Profile(name) => write!(f, "profile {name}"),
-            Origin::Parent(name) => write!(f, "parent profile {name}"),
-            Origin::Set(arg) => write!(f, "--set {arg}"),
-        }
-    }
-}
 
 /// A profile with its `extends` chain merged and `--set` applied.
 #[derive(Debug, Clone)]
@@ -386,96 +216,10 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
     })
 }
 
-fn nearest_origin(origins: &BTreeMap<String, Origin>, path: &str) -> Option<Origin> {
-    // A mapping's own path is not recorded, only its leaves: take the first.
-    let below = format!("{path}.");
-    if let Some((_, o)) = origins
-        .range(below.clone()..)
-        .next()
-        .filter(|(k, _)| k.starts_with(&below))
-    {
-        return Some(o.clone());
-    }
-    // Otherwise the value at `path` or the nearest value that contains it.
-    let mut probe = path;
-    loop {
-        if let Some(o) = origins.get(probe) {
-            return Some(o.clone());
-        }
-        probe = &probe[..probe.rfind(['.', '['])?];
-    }
-}
-
-pub(super) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        other => serde_yaml_ng::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    }
-}
-
-/// Deep merge: mappings merge key by key, anything else in `child` replaces
-/// what `base` had. Records the origin of every leaf that `child` sets.
-pub(super) fn merge(
-    base: &mut Value,
-    child: Value,
-    path: &str,
-    origin: &Origin,
-    origins: &mut BTreeMap<String, Origin>,
-) {
-    match (base, child) {
-        (Value::Mapping(base), Value::Mapping(child)) => {
-            for (key, value) in child {
-                let sub = join(path, &key_text(&key));
-                match base.get_mut(&key) {
-                    Some(existing) => merge(existing, value, &sub, origin, origins),
-                    None => {
-                        record(&value, &sub, origin, origins);
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, child) => {
-            let prefix = format!("{path}.");
-            origins.retain(|k, _| !k.starts_with(&prefix));
-            record(&child, path, origin, origins);
-            *base = child;
-        }
-    }
-}
-
-pub(super) fn record(
-    value: &Value,
-    path: &str,
-    origin: &Origin,
-    origins: &mut BTreeMap<String, Origin>,
-) {
-    match value {
-        Value::Mapping(m) if !m.is_empty() => {
-            for (k, v) in m {
-                record(v, &join(path, &key_text(k)), origin, origins);
-            }
-        }
-        _ => {
-            origins.insert(path.to_string(), origin.clone());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::duration::Duration;
 
     fn library(files: &[(&str, &str)]) -> Library {
         let dir = tempfile::tempdir().unwrap();

@@ -5,11 +5,16 @@
 //! - [`image`]: the image recipe and its build;
 //! - [`scenarios`]: what each scenario changes and expects;
 //! - [`boot`]: the folders a boot shares and the container itself;
-//! - [`checks`]: what the boot left, checked.
+//! - [`checks`]: what the boot left, checked;
+//! - [`instances`]: local instances, containers of the image that play a
+//!   job's EC2 instance (create, list, inspect, terminate);
+//! - [`local`]: `launch --local`, the launch flow on top of them.
 
 mod boot;
 mod checks;
 mod image;
+#[cfg(feature = "aws")]
+pub mod instances;
 #[cfg(feature = "aws")]
 pub mod local;
 mod scenarios;

@@ -19,7 +19,7 @@ use syn::visit::Visit;
 use crate::root;
 
 /// The ground floor (imports no stage), then the stages in order.
-const GROUND: &[&str] = &["diagnostics", "progress"];
+const GROUND: &[&str] = &["diagnostics", "clock", "progress"];
 const STAGES: &[&str] = &["compile", "check", "aws", "smoke", "cli"];
 
 type ModPath = Vec<String>;
@@ -39,8 +39,6 @@ struct Reference {
     module: ModPath,
     file: PathBuf,
     segments: Vec<String>,
-    /// Whether it is a `use` path, whose first segment may name a child
-    /// module or an external crate.
     line: usize,
 }
 
@@ -369,6 +367,16 @@ fn shown(file: &Path) -> String {
         .to_string()
 }
 
+/// `src/` of the crate.
+fn src() -> PathBuf {
+    root().join("src")
+}
+
+/// A fixture crate's folder (its `lib.rs` at the top).
+fn fixture(name: &str) -> PathBuf {
+    crate::fixtures().join("architecture").join(name)
+}
+
 /// Arrows against the stages' order, as lines to print.
 fn against_the_stages(krate: &Crate) -> Vec<String> {
     let mut wrong = BTreeSet::new();
@@ -494,11 +502,11 @@ fn strongly_connected<'a>(graph: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<V
 
 #[test]
 fn the_stages_keep_their_order() {
-    let krate = Crate::load(&root().join("src"));
+    let krate = Crate::load(&src());
     let wrong = against_the_stages(&krate);
     assert!(
         wrong.is_empty(),
-        "arrows against the stages ({} then {}):\n{}",
+        "arrows against the stages (the ground floor {} imports no stage; then {}):\n{}",
         GROUND.join(", "),
         STAGES.join(" < "),
         wrong.join("\n")
@@ -507,11 +515,104 @@ fn the_stages_keep_their_order() {
 
 #[test]
 fn no_two_siblings_import_each_other() {
-    let krate = Crate::load(&root().join("src"));
+    let krate = Crate::load(&src());
     let found = circles(&krate);
     assert!(
         found.is_empty(),
         "import circles between siblings:\n{}",
         found.join("\n")
+    );
+}
+
+/// The reader sees the crate's real arrows, inline and through
+/// re-exports, so that the two rules above are about something.
+#[test]
+fn the_crates_arrows_are_read() {
+    let krate = Crate::load(&src());
+    let arrows: BTreeSet<(String, String)> = krate
+        .arrows()
+        .into_iter()
+        .map(|(f, t, _)| (shown(&f), shown(&t)))
+        .collect();
+    for (from, to) in [
+        // `crate::compile::payload::mime(…)`, inline.
+        ("src/compile/compiler.rs", "src/compile/payload.rs"),
+        // `use crate::compile::listing;`, then `listing::profiles(…)`.
+        ("src/cli/dispatch.rs", "src/compile/listing.rs"),
+        // `use super::instances::…`, between siblings of smoke.
+        ("src/smoke/local.rs", "src/smoke/instances.rs"),
+        // `crate::Library::builtin()` in a test, through lib.rs.
+        ("src/aws/plan.rs", "src/compile/library.rs"),
+    ] {
+        assert!(
+            arrows.contains(&(from.to_string(), to.to_string())),
+            "{from} -> {to} not seen among {} arrows",
+            arrows.len()
+        );
+    }
+    assert!(arrows.len() > 150, "only {} arrows", arrows.len());
+}
+
+#[test]
+fn an_arrow_against_the_stages_is_found_however_it_is_written() {
+    let krate = Crate::load(&fixture("against"));
+    let wrong: Vec<String> = against_the_stages(&krate)
+        .iter()
+        .map(|line| line.replace(&shown(&fixture("against")), "against"))
+        .collect();
+    assert_eq!(
+        wrong,
+        [
+            // Through lib.rs's `pub use check::rules::Rule`.
+            "against/compile/b.rs:1 (compile) imports against/check/rules.rs (check)",
+            // Inline, in format!'s arguments.
+            "against/compile/a.rs:4 (compile) imports against/check/rules.rs (check)",
+            // The ground floor reaching up.
+            "against/diagnostics.rs:4 (diagnostics) imports against/compile/a.rs (compile)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_circle_between_siblings_is_found_and_a_parent_is_not_one() {
+    let krate = Crate::load(&fixture("circle"));
+    assert_eq!(circles(&krate), ["in compile: a <-> b <-> c"]);
+}
+
+/// How long a file may be outside its tests before its header must say
+/// what single concept makes it long.
+const LONG_FILE: usize = 600;
+
+#[test]
+fn a_long_file_says_why_it_is_long() {
+    let mut unexplained = Vec::new();
+    for (module, m) in &Crate::load(&src()).modules {
+        if module.last().is_some_and(|n| n == "tests") {
+            continue;
+        }
+        let text = fs::read_to_string(&m.file).expect("read above");
+        let code = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines = code.lines().count();
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // The header states its length and why ("about 540 lines of code:
+        // the launch is one state machine…").
+        if lines > LONG_FILE && !header.contains(" lines") {
+            unexplained.push(format!("{} ({lines} lines)", shown(&m.file)));
+        }
+    }
+    unexplained.dedup();
+    assert!(
+        unexplained.is_empty(),
+        "past {LONG_FILE} lines outside their tests, with no header saying why:\n{}",
+        unexplained.join("\n")
     );
 }

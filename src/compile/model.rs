@@ -1,0 +1,155 @@
+//! The profile format's types, as a profile file and `--set` give them:
+//! the instance, the job and its budget, the snippets chosen, the output.
+//! A leaf: every module that reads a profile imports it, and it imports
+//! none of them.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::Value;
+
+use crate::compile::duration::Duration;
+
+/// The name of the profile `compile` uses when none is given.
+pub const DEFAULT_PROFILE: &str = "traffic-sign-gpu";
+
+/// One deployable payload and the instance that runs it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// One line saying what the profile is for.
+    pub summary: String,
+    /// The profile this one starts from (deep merge, this one wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    pub instance: Instance,
+    pub job: Job,
+    /// Snippets in order, each with its parameters (`{}` or empty for the
+    /// defaults, `false` to drop one that a parent profile uses).
+    pub snippets: IndexMap<String, Value>,
+    pub output: Output,
+}
+
+/// The EC2 instance that runs the job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Instance {
+    pub region: String,
+    pub ami: String,
+    /// Instance types to try, in order, when capacity runs out.
+    pub types: Vec<String>,
+    /// Subnets to try, in order.
+    pub subnets: Vec<String>,
+    /// The zone of the subnets, when stated (checked against the region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    pub security_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<String>,
+    /// Name of the IAM instance profile given to the instance, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    /// The IAM role inside that instance profile (its name, or its ARN):
+    /// `iam:PassRole` is on the role, whose name often differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_role: Option<String>,
+    pub root_device: String,
+    /// Root volume size; absent keeps the AMI's own size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_volume_gb: Option<u32>,
+    pub spot: bool,
+    /// Whether the instance may read its own tags from the metadata service.
+    pub metadata_tags: bool,
+    /// Refuse to launch when the worst-case cost exceeds this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// The AWS account, for the ARNs of `iam-policy` (any account when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The GPU model the profile expects the instance type to carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    pub tags: IndexMap<String, String>,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            region: String::new(),
+            ami: String::new(),
+            types: Vec::new(),
+            subnets: Vec::new(),
+            availability_zone: None,
+            security_groups: Vec::new(),
+            key_pair: None,
+            instance_profile: None,
+            instance_role: None,
+            root_device: "/dev/xvda".to_string(),
+            root_volume_gb: None,
+            spot: false,
+            metadata_tags: false,
+            max_cost_usd: None,
+            account: None,
+            gpu: None,
+            tags: IndexMap::new(),
+        }
+    }
+}
+
+/// The job the instance runs, and its time budget.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Job {
+    /// The job's id; `launch --set job_id=…` sets it per run.
+    pub id: String,
+    /// The job's whole budget, counted from boot; the pipeline is stopped
+    /// when it runs out.
+    pub timeout: Duration,
+    /// Time after the timeout for the finalizer; the dead-man's switch powers
+    /// off at boot + timeout + grace.
+    pub grace: Duration,
+    /// Between the pipeline's SIGTERM and its SIGKILL.
+    pub kill_after: Duration,
+    /// The user the pipeline runs as.
+    pub user: String,
+    /// Where each job's directory (`LOG_DIR/JOB_ID`) with its log and status goes.
+    pub log_dir: String,
+    /// Local state on the instance: the fallback status, the boot stamp.
+    pub state_dir: String,
+    /// Where the launching host sees `log_dir` (its own mount of the same
+    /// file system); the same path when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_log_dir: Option<String>,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Job {
+            id: "manual".to_string(),
+            timeout: Duration::from_seconds(0),
+            grace: Duration::from_minutes(10),
+            kill_after: Duration::from_seconds(60),
+            user: "ec2-user".to_string(),
+            log_dir: String::new(),
+            state_dir: "/var/lib/bootforge".to_string(),
+            host_log_dir: None,
+        }
+    }
+}
+
+/// How the payload is packed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Output {
+    pub compression: Compression,
+}
+
+/// Whether the payload is gzipped.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Only when the raw payload passes the user-data limit.
+    #[default]
+    Auto,
+    Gzip,
+    None,
+}
