@@ -33,7 +33,7 @@ pub use compile::explain::Explanation;
 pub use compile::library::Library;
 pub use compile::model::{Compression, DEFAULT_PROFILE, Instance, Job, Profile};
 pub use compile::overrides::Override;
-pub use compile::payload::{BOUNDARY, Part, Payload, USER_DATA_LIMIT, gzip};
+pub use compile::payload::{BOUNDARY, Part, Payload, SIZE_BUDGET, USER_DATA_LIMIT, gzip};
 pub use compile::profile::LoadedProfile;
 pub use compile::provenance::Origin;
 pub use compile::render::quote as shell_quote;

@@ -1,5 +1,8 @@
 //! Golden files: the compiled payload of every profile, byte for byte, kept
 //! in `golden/NAME.yaml` so that a review sees every change to what boots.
+//! A golden file is the user-data before compression, readable as it is
+//! (cloud-init reads it so too); when the payload is gzipped, what EC2
+//! receives is that file gzipped with mtime 0, the same bytes every time.
 
 use std::fs;
 use std::io::Read as _;
@@ -56,7 +59,7 @@ pub fn check(library: &Library, dir: &Path, bless: bool) -> Result<Report> {
         let compiled = compile(library, name, &[])?;
         let path = golden_path(dir, name);
         let file = path.display().to_string();
-        let new = compiled.payload.bytes;
+        let new = compiled.payload.raw;
         let drift = match fs::read(&path) {
             Ok(old) if old == new => None,
             Ok(old) => Some(Drift::Changed {

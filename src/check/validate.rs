@@ -15,7 +15,7 @@ use crate::check::aws_names;
 use crate::check::catalog;
 use crate::compile::library::Library;
 use crate::compile::overrides::Override;
-use crate::compile::payload::USER_DATA_LIMIT;
+use crate::compile::payload::{SIZE_BUDGET, USER_DATA_LIMIT};
 use crate::compile::profile::LoadedProfile;
 use crate::compile::{Compiled, compile};
 use crate::diagnostics::{Error, IdKind, Location, Result, did_you_mean};
@@ -537,27 +537,19 @@ impl Checks<'_> {
         }
     }
 
+    /// The budget is on the bytes EC2 receives: a payload past the raw
+    /// limit is gzipped (`compression: auto`) and cloud-init decompresses
+    /// it, so only what is launched can run out of room.
     fn size(&mut self, compiled: &Compiled) {
-        let raw = compiled.payload.raw_len;
-        if raw > USER_DATA_LIMIT * 3 / 4 && !compiled.payload.gzip {
+        let payload = &compiled.payload;
+        if payload.bytes.len() > SIZE_BUDGET {
             self.report(
                 "snippets",
                 Error::SizeBudget {
-                    raw,
+                    bytes: payload.bytes.len(),
+                    raw: payload.raw.len(),
                     limit: USER_DATA_LIMIT,
-                    gzipped: false,
-                },
-            );
-        }
-        if compiled.payload.gzip
-            && self.p.profile.output.compression == crate::compile::model::Compression::Auto
-        {
-            self.report(
-                "snippets",
-                Error::SizeBudget {
-                    raw,
-                    limit: USER_DATA_LIMIT,
-                    gzipped: true,
+                    gzipped: payload.gzip,
                 },
             );
         }

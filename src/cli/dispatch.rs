@@ -1,6 +1,7 @@
 //! Each command: its arguments turned into the library's inputs, the
 //! library called, its values handed to [`super::reports`].
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use clap::CommandFactory as _;
@@ -62,7 +63,18 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
         } => {
             let name = profile_name(&mut library, profile.as_deref())?;
             let compiled = compile(&library, &name, &sets.parse()?)?;
+            // As gzip does, compressed bytes are not written to a terminal:
+            // there the readable user-data (what cloud-init reads once it
+            // has decompressed them), saying so; a pipe or -o gets the bytes.
+            let to_terminal = output.is_none() && std::io::stdout().is_terminal();
             let bytes = match format {
+                Format::Payload if compiled.payload.gzip && to_terminal => {
+                    eprintln!(
+                        "bootforge: the payload EC2 receives is this user-data gzipped ({} bytes); pipe it or use -o FILE for those bytes",
+                        compiled.payload.bytes.len()
+                    );
+                    compiled.payload.raw
+                }
                 Format::Payload => compiled.payload.bytes,
                 Format::CloudConfig => compiled.cloud_config.into_bytes(),
                 Format::Mime => compiled.mime()?.into_bytes(),
@@ -130,6 +142,7 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             keep,
             efs,
             boot_timeout,
+            ordering,
             force,
             json,
         } => {
@@ -154,6 +167,7 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
                 keep: keep.clone(),
                 deadline: boot_timeout.map(std::time::Duration::from_secs),
                 efs: efs.clone(),
+                ordering: smoke::Ordering::named(ordering)?,
             };
             let mut reports = Vec::new();
             for scenario in chosen {

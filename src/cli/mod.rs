@@ -95,7 +95,7 @@ enum Command {
     /// Boot a profile's payload under real cloud-init in a container; `smoke image` builds that image.
     #[cfg(feature = "smoke")]
     #[command(
-        after_help = "Examples:\n  bootforge smoke image                     build the image (once per recipe; needs root, debootstrap, Docker)\n  bootforge smoke traffic-sign-gpu          every scenario\n  bootforge smoke traffic-sign-gpu --scenario hang --keep /tmp/boot\n  bootforge smoke traffic-sign-gpu --efs ~/recordings    your own pipeline and data as the EFS\n\nScenarios: ok, fail, hang, no-requirements, bad-requirements, no-efs, no-gpu, background-child, runner-killed, stale-run, log-fs-only, efs-hangs-at-finalize."
+        after_help = "Examples:\n  bootforge smoke image                     build the image (once per recipe; needs root, debootstrap, Docker)\n  bootforge smoke traffic-sign-gpu          every scenario\n  bootforge smoke traffic-sign-gpu --scenario hang --keep /tmp/boot\n  bootforge smoke traffic-sign-gpu --efs ~/recordings    your own pipeline and data as the EFS\n\nScenarios: ok, fail, hang, no-requirements, bad-requirements, no-efs, no-gpu, background-child, runner-killed, stale-run, log-fs-only, interrupted, spot-interruption, efs-hangs-at-finalize."
     )]
     Smoke {
         /// A profile, or `image` to build the smoke image.
@@ -115,6 +115,11 @@ enum Command {
         /// Give up on a boot after SECONDS (default: past the dead-man's switch).
         #[arg(long, value_name = "SECONDS")]
         boot_timeout: Option<u64>,
+        /// How cloud-init's units are ordered: Debian's (before
+        /// sysinit.target) or Amazon Linux 2023's (after it, and its
+        /// power_state doing nothing).
+        #[arg(long, value_name = "ORDERING", default_value = "debian", value_parser = ["debian", "al2023"])]
+        ordering: String,
         /// `smoke image`: rebuild even when an image of the same recipe exists.
         #[arg(long)]
         force: bool,

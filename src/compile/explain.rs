@@ -104,7 +104,7 @@ impl Explanation {
                     "cloud-config"
                 },
                 parts,
-                raw_bytes: payload.raw_len,
+                raw_bytes: payload.raw.len(),
                 gzip: payload.gzip,
                 bytes: payload.bytes.len(),
                 base64_bytes: payload.base64().len(),
@@ -206,21 +206,27 @@ impl fmt::Display for Explanation {
                 file.bytes
             )?;
         }
-        writeln!(
-            f,
-            "  raw: {} bytes, {} of the {}-byte user-data limit",
-            p.raw_bytes,
-            percent(p.raw_bytes, p.limit),
-            p.limit
-        )?;
         if p.gzip {
             writeln!(
                 f,
-                "  gzip: {} bytes ({} of the limit)",
+                "  raw: {} bytes, the readable user-data (golden/), gzipped for EC2",
+                p.raw_bytes
+            )?;
+            writeln!(
+                f,
+                "  gzip: {} bytes, {} of the {}-byte user-data limit: what EC2 receives",
                 p.bytes,
-                percent(p.bytes, p.limit)
+                percent(p.bytes, p.limit),
+                p.limit
             )?;
         } else {
+            writeln!(
+                f,
+                "  raw: {} bytes, {} of the {}-byte user-data limit: what EC2 receives",
+                p.raw_bytes,
+                percent(p.raw_bytes, p.limit),
+                p.limit
+            )?;
             writeln!(f, "  gzip: no")?;
         }
         writeln!(f, "  base64 as sent to EC2: {} bytes", p.base64_bytes)?;

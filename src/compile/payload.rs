@@ -12,6 +12,10 @@ use crate::diagnostics::{Error, Result};
 /// EC2's limit on user-data, counted before base64.
 pub const USER_DATA_LIMIT: usize = 16_384;
 
+/// Past three quarters of the limit, what EC2 receives warns
+/// (`size-budget`): the next change may not fit.
+pub const SIZE_BUDGET: usize = USER_DATA_LIMIT * 3 / 4;
+
 /// The MIME boundary; fixed so that the same inputs give the same bytes.
 pub const BOUNDARY: &str = "==BOOTFORGE-PART-BOUNDARY==";
 
@@ -28,8 +32,10 @@ pub struct Part {
 pub struct Payload {
     /// Exactly what EC2 receives (before its base64).
     pub bytes: Vec<u8>,
-    /// The payload before compression.
-    pub raw_len: usize,
+    /// The user-data before compression, as cloud-init reads it once it
+    /// has decompressed `bytes`: the golden file. The same as `bytes`
+    /// when not gzipped.
+    pub raw: Vec<u8>,
     pub mime: bool,
     pub gzip: bool,
 }
@@ -93,20 +99,18 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
-/// Packs `raw` as the profile asks, gzipping when asked or when it is over
-/// the limit, and refusing what does not fit even then.
+/// Packs `raw` as the profile asks, gzipping when asked or (`auto`) when
+/// the raw bytes would pass the size budget, and refusing what does not
+/// fit the limit even then.
 pub fn pack(profile: &str, raw: String, mime: bool, compression: Compression) -> Result<Payload> {
+    let raw = raw.into_bytes();
     let raw_len = raw.len();
     let want_gzip = match compression {
         Compression::Gzip => true,
         Compression::None => false,
-        Compression::Auto => raw_len > USER_DATA_LIMIT,
+        Compression::Auto => raw_len > SIZE_BUDGET,
     };
-    let bytes = if want_gzip {
-        gzip(raw.as_bytes())
-    } else {
-        raw.into_bytes()
-    };
+    let bytes = if want_gzip { gzip(&raw) } else { raw.clone() };
     if bytes.len() > USER_DATA_LIMIT {
         let gzipped = if want_gzip {
             bytes.len()
@@ -122,7 +126,7 @@ pub fn pack(profile: &str, raw: String, mime: bool, compression: Compression) ->
     }
     Ok(Payload {
         bytes,
-        raw_len,
+        raw,
         mime,
         gzip: want_gzip,
     })
@@ -146,13 +150,32 @@ mod tests {
     }
 
     #[test]
-    fn auto_compression_kicks_in_over_the_limit_and_fails_past_it() {
+    fn auto_compression_kicks_in_over_the_budget_and_fails_past_the_limit() {
         let small = pack("p", "#cloud-config\n".to_string(), false, Compression::Auto).unwrap();
         assert!(!small.gzip);
+        // At the budget raw, one byte past it gzipped.
+        let at = |n: usize| format!("#cloud-config\n#{}\n", "b".repeat(n - 16));
+        assert!(
+            !pack("p", at(SIZE_BUDGET), false, Compression::Auto)
+                .unwrap()
+                .gzip
+        );
+        assert!(
+            pack("p", at(SIZE_BUDGET + 1), false, Compression::Auto)
+                .unwrap()
+                .gzip
+        );
+        assert!(
+            !pack("p", at(SIZE_BUDGET + 1), false, Compression::None)
+                .unwrap()
+                .gzip
+        );
         let repetitive = format!("#cloud-config\n# {}\n", "a".repeat(20_000));
         let packed = pack("p", repetitive, false, Compression::Auto).unwrap();
         assert!(packed.gzip && packed.bytes.len() < USER_DATA_LIMIT);
-        assert_eq!(packed.raw_len, 20_017);
+        assert_eq!(packed.raw.len(), 20_017);
+        // What is launched is the raw user-data gzipped, nothing else.
+        assert_eq!(gzip(&packed.raw), packed.bytes);
 
         // Incompressible: xorshift noise over 90 printable characters.
         let mut state = 0x2545_f491_4f6c_dd1du64;

@@ -225,8 +225,12 @@ pub enum Error {
     LogsNotKept { log_dir: String },
     /// A value that looks like a secret.
     Secret { path: String, what: &'static str },
-    /// The payload near EC2's limit, or gzipped to fit without asking.
+    /// The bytes EC2 receives near its limit (gzipped or not): little room
+    /// is left for the next change.
     SizeBudget {
+        /// What EC2 receives.
+        bytes: usize,
+        /// The user-data before compression.
         raw: usize,
         /// EC2's limit, as the payload stage defines it.
         limit: usize,

@@ -256,18 +256,19 @@ impl Error {
                 "`{path}` holds {what}; user-data is readable by any process on the instance and in the EC2 console"
             ),
             Error::SizeBudget {
+                bytes,
                 raw,
                 limit,
-                gzipped: false,
+                gzipped,
             } => format!(
-                "the payload is {raw} bytes, {}% of EC2's {limit}-byte limit",
-                raw * 100 / limit.max(&1)
+                "the payload EC2 receives is {bytes} bytes{}, {}% of its {limit}-byte limit",
+                if *gzipped {
+                    format!(" (gzipped from {raw})")
+                } else {
+                    String::new()
+                },
+                bytes * 100 / limit.max(&1)
             ),
-            Error::SizeBudget {
-                raw, gzipped: true, ..
-            } => {
-                format!("the payload is {raw} bytes raw and had to be gzipped to fit")
-            }
             Error::BadScript {
                 file,
                 line,
@@ -352,8 +353,8 @@ impl Error {
             Error::CacheNotKept { .. } => Some("put the cache under an EFS mount point".to_string()),
             Error::LogsNotKept { .. } => Some("put job.log_dir under an EFS mount point".to_string()),
             Error::Secret { .. } => Some("keep secrets in AWS Secrets Manager or SSM Parameter Store and let the instance's role read them at run time".to_string()),
-            Error::SizeBudget { gzipped: false, .. } => Some("little room is left: keep large content on the EFS".to_string()),
-            Error::SizeBudget { gzipped: true, .. } => Some("set `output.compression: gzip` to make that explicit, or move content to the EFS".to_string()),
+            Error::SizeBudget { gzipped: false, .. } => Some("little room is left: keep large content on the EFS, or let `output.compression: auto` gzip it past the raw limit".to_string()),
+            Error::SizeBudget { gzipped: true, .. } => Some("little room is left even gzipped: keep large content on the EFS or an S3 object the instance fetches".to_string()),
             Error::BadScript { fed_by, .. } if fed_by.is_empty() => Some("the snippet's template is wrong: fix it".to_string()),
             Error::BadScript { fed_by, .. } => Some(format!("the snippet was given {}; a value printed with `| safe` must be valid shell", fed_by.join(", "))),
             Error::Quota { .. } => Some(

@@ -14,7 +14,7 @@ use testcontainers::{GenericImage, ImageExt};
 
 use super::environment;
 use super::image::docker;
-use super::scenarios::Scenario;
+use super::scenarios::{Intervention, Ordering, Scenario};
 use crate::compile::Compiled;
 use crate::diagnostics::{Error, Result};
 
@@ -187,8 +187,11 @@ pub struct Ended {
     /// From the start to the stop, seconds.
     pub total: f64,
     pub container: String,
-    /// What the harness did to the boot (runner-killed), with its time.
+    /// What the harness did to the boot (runner-killed, a power-off from
+    /// outside, a spot notice), with its time.
     pub interventions: Vec<(String, f64)>,
+    /// When the job's status on the EFS first said `interrupted`.
+    pub interrupted_on_efs_at: Option<f64>,
 }
 
 fn epoch() -> f64 {
@@ -203,6 +206,7 @@ pub fn boot(
     image: &str,
     compiled: &Compiled,
     scenario: &Scenario,
+    ordering: Ordering,
     folders: &Folders,
     mounts: &[EfsMount],
     deadline: Duration,
@@ -214,11 +218,12 @@ pub fn boot(
         instance.types.first().cloned().unwrap_or_default()
     );
     let switches = format!(
-        "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_EFS_FAIL={}\nSMOKE_NO_GPU={}\n",
+        "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_EFS_FAIL={}\nSMOKE_NO_GPU={}\nSMOKE_ORDERING={}\n",
         scenario.name,
         u8::from(scenario.no_efs),
         scenario.efs_fail.unwrap_or_default(),
-        u8::from(scenario.no_gpu)
+        u8::from(scenario.no_gpu),
+        ordering.name()
     );
     // pip's only index is the image's wheelhouse: never the network.
     let pip_conf = "[global]\nno-index = true\nfind-links = /opt/wheels\n";
@@ -236,6 +241,8 @@ pub fn boot(
         .with_cmd(["/lib/systemd/systemd"])
         .with_env_var("container", "docker")
         .with_cap_add("SYS_ADMIN")
+        // The metadata stand-in gives the loopback 169.254.169.254.
+        .with_cap_add("NET_ADMIN")
         .with_label("org.bootforge.smoke", scenario.name)
         .with_label("org.bootforge.smoke.run", &run)
         .with_network("none")
@@ -283,26 +290,72 @@ pub fn boot(
         }
         environment(
             format!("cannot start the smoke container: {e}"),
-            "the Docker engine must be running and allow containers with CAP_SYS_ADMIN and /dev/fuse",
+            "the Docker engine must be running and allow containers with CAP_SYS_ADMIN, CAP_NET_ADMIN and /dev/fuse",
         )
     })?;
     let id = container.id().to_string();
+    let job = &compiled.profile.profile.job;
+    let status_file = folders
+        .on_efs(mounts, &format!("{}/{}", job.log_dir, job.id))
+        .map(|d| d.join("status.json"));
     let mut interventions = Vec::new();
+    let mut interrupted_on_efs_at = None;
+    let mut action_at: Option<f64> = None;
     let mut powered_off = false;
+    // As EC2 ends an instance: systemd is asked to power off.
+    let power_off = || {
+        let _ = docker(&["kill", "--signal", "SIGRTMIN+4", &id]);
+    };
     while started.elapsed() < deadline {
         if !container.is_running().unwrap_or(false) {
             powered_off = true;
             break;
         }
-        if scenario.kill_runner
-            && interventions.is_empty()
-            && fs::read_to_string(folders.records.join("timeline"))
-                .is_ok_and(|t| t.contains("pipeline-start "))
+        if interrupted_on_efs_at.is_none()
+            && status_file
+                .as_ref()
+                .and_then(|f| fs::read_to_string(f).ok())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|s| s["outcome"] == "interrupted")
         {
-            // As the OOM killer would: SIGKILL, no trap runs.
+            interrupted_on_efs_at = Some(epoch());
+        }
+        // The stand-in pipelines that wait say when they do (their traps set).
+        let running = || {
+            fs::read_to_string(folders.records.join("timeline"))
+                .is_ok_and(|t| t.contains("pipeline-ready "))
+        };
+        if interventions.is_empty() && scenario.intervention != Intervention::None && running() {
             let at = epoch();
-            let _ = container.exec(ExecCommand::new(["pkill", "-KILL", "-x", "bootforge-job"]));
-            interventions.push(("runner SIGKILLed".to_string(), at));
+            match scenario.intervention {
+                Intervention::None => {}
+                Intervention::KillRunner => {
+                    // As the OOM killer would: SIGKILL, no trap runs.
+                    let _ =
+                        container.exec(ExecCommand::new(["pkill", "-KILL", "-x", "bootforge-job"]));
+                    interventions.push(("runner SIGKILLed".to_string(), at));
+                }
+                Intervention::PowerOff => {
+                    power_off();
+                    interventions.push(("powered off from outside".to_string(), at));
+                }
+                Intervention::SpotNotice { warning } => {
+                    let when = std::time::UNIX_EPOCH + Duration::from_secs(at as u64 + warning);
+                    let notice = format!(
+                        "{{\"action\": \"terminate\", \"time\": \"{}\"}}\n",
+                        humantime::format_rfc3339_seconds(when)
+                    );
+                    write(&folders.records.join("spot-notice"), &notice)?;
+                    action_at = Some(at + warning as f64);
+                    interventions.push(("spot interruption notice".to_string(), at));
+                }
+            }
+        }
+        if action_at.is_some_and(|a| epoch() >= a) {
+            // The notice's action time: EC2 takes the instance back.
+            action_at = None;
+            power_off();
+            interventions.push(("spot action: powered off".to_string(), epoch()));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -316,6 +369,7 @@ pub fn boot(
         total,
         container: id,
         interventions,
+        interrupted_on_efs_at,
     })
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::boot::{EfsMount, Ended, Folders, STALE_STATUS};
-use super::scenarios::{PowerOff, Scenario};
+use super::scenarios::{Intervention, PowerOff, Scenario};
 use crate::compile::Compiled;
 
 /// One check of a smoke run.
@@ -33,8 +33,17 @@ pub struct Timings {
     pub deadline_to_power_off: Option<f64>,
     /// The `deps` phase, as the status reports it.
     pub deps_phase: Option<f64>,
+    /// A spot notice → the job's status on the EFS saying `interrupted`.
+    pub notice_to_efs_status: Option<f64>,
+    /// What the harness did (a SIGKILL, a power-off from outside, a spot
+    /// notice) → the power-off.
+    pub intervention_to_power_off: Option<f64>,
     /// The whole boot, container start to stop.
     pub total: f64,
+}
+
+fn seconds_or_dash(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |t| format!("{t:.1}s"))
 }
 
 fn read(path: &Path) -> String {
@@ -223,6 +232,24 @@ pub fn inspect(
                 .first()
                 .map_or("no power-off call".to_string(), |c| c.line.clone()),
         ),
+        PowerOff::Outside => check(
+            "powered off from outside, never by the backstop",
+            ended
+                .interventions
+                .iter()
+                .any(|(what, _)| what.contains("powered off"))
+                && backstop.is_none(),
+            format!(
+                "{}; {} call(s) of the shutdown family inside",
+                ended
+                    .interventions
+                    .iter()
+                    .map(|(w, _)| w.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                shutdowns.len()
+            ),
+        ),
     }
     check(
         "powered off",
@@ -232,7 +259,8 @@ pub fn inspect(
 
     // cloud-init's own verdict: no error but the job's own runcmd failure.
     let cloud_log = read(&folders.log.join("cloud-init.log"));
-    let job_failed = scenario.outcome.is_some_and(|o| o != "succeeded") || scenario.kill_runner;
+    let job_failed = scenario.outcome.is_some_and(|o| o != "succeeded")
+        || scenario.intervention == Intervention::KillRunner;
     let runcmd_failure = "Runparts: 1 failures (runcmd)";
     let expected = if job_failed {
         cloud_log
@@ -353,13 +381,68 @@ pub fn inspect(
     }
     if let Some((what, at)) = ended.interventions.first() {
         let took = ended.stopped_at.map(|s| s - at);
-        check(
-            "powered off soon after the runner died",
-            took.is_some_and(|t| t <= 30.0),
-            format!(
-                "{what}; powered off {} later",
-                took.map_or("-".to_string(), |t| format!("{t:.1}s"))
+        timings.intervention_to_power_off = took;
+        let later = format!(
+            "{what}; powered off {} later",
+            took.map_or("-".to_string(), |t| format!("{t:.1}s"))
+        );
+        match scenario.intervention {
+            Intervention::None => {}
+            Intervention::KillRunner => check(
+                "powered off soon after the runner died",
+                took.is_some_and(|t| t <= 30.0),
+                later,
             ),
+            Intervention::PowerOff => check(
+                "powered off within kill_after + 30s of the shutdown",
+                took.is_some_and(|t| t <= kill_after + 30.0),
+                later,
+            ),
+            Intervention::SpotNotice { warning } => {
+                check(
+                    "powered off before the spot action",
+                    took.is_some_and(|t| t < warning as f64),
+                    format!("{later} (the action {warning}s after the notice)"),
+                );
+                timings.notice_to_efs_status = ended.interrupted_on_efs_at.map(|e| e - at);
+                check(
+                    "interrupted on the EFS within 30s of the notice",
+                    timings.notice_to_efs_status.is_some_and(|t| t <= 30.0),
+                    format!(
+                        "{} after the notice",
+                        seconds_or_dash(timings.notice_to_efs_status)
+                    ),
+                );
+                let notice = status.as_ref().map(|s| s["notice"]["action"].clone());
+                check(
+                    "the status carries the notice",
+                    notice.is_some_and(|a| a == "terminate"),
+                    "notice.action is the metadata service's".to_string(),
+                );
+            }
+        }
+    }
+    if scenario.pipeline == "checkpoint" {
+        let term = at(&timeline, "pipeline-term");
+        let first = term.is_some_and(|t| {
+            trap_at.is_none_or(|s| t < s) && ended.stopped_at.is_none_or(|s| t < s)
+        });
+        check(
+            "SIGTERM reached the pipeline first",
+            first,
+            format!(
+                "the pipeline's SIGTERM at {term:?}, the finalizer's shutdown at {trap_at:?}, the power-off at {:?}",
+                ended.stopped_at
+            ),
+        );
+        let saved = job_log_dir
+            .as_ref()
+            .and_then(|d| fs::read_dir(d.join("checkpoint")).ok())
+            .is_some_and(|mut entries| entries.next().is_some());
+        check(
+            "a checkpoint on the EFS",
+            saved,
+            "the pipeline's CHECKPOINT_DIR holds what it wrote at SIGTERM".to_string(),
         );
     }
     status.or(printed)

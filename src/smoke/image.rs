@@ -22,6 +22,24 @@ const RECIPE: &[(&str, &str)] = &[
     ("mount-helper", include_str!("recipe/mount-helper")),
     ("smoke-efs", include_str!("recipe/smoke-efs")),
     ("nvidia-smi", include_str!("recipe/nvidia-smi")),
+    ("smoke-imds", include_str!("recipe/smoke-imds")),
+    ("smoke-ordering", include_str!("recipe/smoke-ordering")),
+    (
+        "al2023-cloud-init-local.service",
+        include_str!("recipe/al2023/cloud-init-local.service"),
+    ),
+    (
+        "al2023-cloud-init.service",
+        include_str!("recipe/al2023/cloud-init.service"),
+    ),
+    (
+        "al2023-cloud-config.service",
+        include_str!("recipe/al2023/cloud-config.service"),
+    ),
+    (
+        "al2023-cloud-final.service",
+        include_str!("recipe/al2023/cloud-final.service"),
+    ),
 ];
 
 /// The image's repository name; its tag is a hash of the recipe.

@@ -150,6 +150,8 @@ pub(super) fn start(
         "--rm",
         "--cap-add",
         "SYS_ADMIN",
+        "--cap-add",
+        "NET_ADMIN",
         "--device",
         "/dev/fuse",
     ]
@@ -200,7 +202,7 @@ pub(super) fn start(
                 "cannot create the local instance: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            "the Docker engine must allow containers with CAP_SYS_ADMIN and /dev/fuse",
+            "the Docker engine must allow containers with CAP_SYS_ADMIN, CAP_NET_ADMIN and /dev/fuse",
         ));
     }
     let container = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -221,7 +223,7 @@ pub(super) fn start(
                 "cannot start the local instance: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            "the Docker engine must allow containers with CAP_SYS_ADMIN and /dev/fuse",
+            "the Docker engine must allow containers with CAP_SYS_ADMIN, CAP_NET_ADMIN and /dev/fuse",
         ));
     }
     Ok(get(&id)?.unwrap_or(Instance {

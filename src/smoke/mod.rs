@@ -29,7 +29,7 @@ use serde_json::Value as Json;
 pub use self::checks::{Check, Timings};
 pub use self::image::{IMAGE, ImageBuild, build_image, image, image_tag};
 pub use self::scenarios::chosen;
-pub use self::scenarios::{PowerOff, SCENARIOS, Scenario, scenario};
+pub use self::scenarios::{Intervention, Ordering, PowerOff, SCENARIOS, Scenario, scenario};
 use crate::compile::compile;
 use crate::compile::library::Library;
 use crate::compile::overrides::Override;
@@ -48,6 +48,8 @@ fn environment(message: impl Into<String>, help: impl Into<String>) -> Error {
 pub struct Report {
     pub profile: String,
     pub scenario: String,
+    /// `debian` or `al2023`: how cloud-init's units were ordered.
+    pub ordering: &'static str,
     pub image: String,
     pub payload_sha256: String,
     pub payload_bytes: usize,
@@ -74,9 +76,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "smoke {} / {}: {} ({} bytes, sha256 {}, image {})",
+            "smoke {} / {} ({} ordering): {} ({} bytes, sha256 {}, image {})",
             self.profile,
             self.scenario,
+            self.ordering,
             if self.passed() { "passed" } else { "FAILED" },
             self.payload_bytes,
             &self.payload_sha256[..16],
@@ -102,6 +105,20 @@ impl fmt::Display for Report {
             seconds(t.deps_phase),
             seconds(Some(t.total))
         )?;
+        if t.intervention_to_power_off.is_some() {
+            write!(
+                f,
+                ", intervention to power-off {}",
+                seconds(t.intervention_to_power_off)
+            )?;
+        }
+        if t.notice_to_efs_status.is_some() {
+            write!(
+                f,
+                ", spot notice to interrupted on the EFS {}",
+                seconds(t.notice_to_efs_status)
+            )?;
+        }
         if let Some(kept) = &self.kept {
             write!(f, "\n  files kept in {}", kept.display())?;
         }
@@ -120,6 +137,8 @@ pub struct Options {
     /// The user's own folder as the EFS (their pipeline, requirements and
     /// data); nothing but the job writes to it.
     pub efs: Option<PathBuf>,
+    /// How cloud-init's units are ordered in the container.
+    pub ordering: Ordering,
 }
 
 /// Boots profile `name` under scenario `scenario` and checks what happened.
@@ -184,7 +203,15 @@ pub fn run(
         "{}: booting under cloud-init",
         scenario.name
     )));
-    let ended = boot::boot(&image, &compiled, scenario, &folders, &mounts, deadline)?;
+    let ended = boot::boot(
+        &image,
+        &compiled,
+        scenario,
+        options.ordering,
+        &folders,
+        &mounts,
+        deadline,
+    )?;
     on(Event::Phase(format!("{}: checking", scenario.name)));
 
     let mut checks = Vec::new();
@@ -201,6 +228,7 @@ pub fn run(
     Ok(Report {
         profile: compiled.profile.name.clone(),
         scenario: scenario.name.to_string(),
+        ordering: options.ordering.name(),
         image,
         payload_sha256: compiled.payload.sha256(),
         payload_bytes: compiled.payload.bytes.len(),

@@ -15,6 +15,58 @@ pub enum PowerOff {
     Trap,
     /// The runner is gone: cloud-init's `power_state` after the final stage.
     Backstop,
+    /// The harness, from outside, as EC2 does when it terminates or stops
+    /// an instance (systemd is asked to power off: SIGRTMIN+4).
+    Outside,
+}
+
+/// What the harness does to the boot once the pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intervention {
+    None,
+    /// SIGKILL the job runner, as the OOM killer would: no trap runs.
+    KillRunner,
+    /// Power the instance off from outside (a terminate, a stop).
+    PowerOff,
+    /// A spot interruption: the notice on the metadata service, the action
+    /// `warning` seconds later (two minutes on EC2), then the power-off
+    /// from outside if the instance is still up.
+    SpotNotice {
+        warning: u64,
+    },
+}
+
+/// How cloud-init's units are ordered in the container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// Debian's (and Ubuntu's): `Before=sysinit.target`.
+    #[default]
+    Debian,
+    /// Amazon Linux 2023's (cloud-init 22.2.2's templates for its variant:
+    /// after sysinit.target), and `power_state` doing nothing, as reported
+    /// there (amazon-linux-2023 #304).
+    Al2023,
+}
+
+impl Ordering {
+    /// The ordering called `name` (`debian`, `al2023`).
+    pub fn named(name: &str) -> Result<Ordering> {
+        [Ordering::Debian, Ordering::Al2023]
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| Error::Usage {
+                message: format!("no ordering `{name}`; the orderings are debian, al2023"),
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ordering::Debian => "debian",
+            Ordering::Al2023 => "al2023",
+        }
+    }
 }
 
 /// What a scenario does to the boot, and what it must end in.
@@ -37,8 +89,8 @@ pub struct Scenario {
     /// The job directory holds an earlier run's files and the state
     /// directory a boot stamp of another instance.
     pub stale: bool,
-    /// The harness SIGKILLs the job runner once the pipeline runs.
-    pub kill_runner: bool,
+    /// What the harness does once the pipeline runs.
+    pub intervention: Intervention,
     /// The outcome in `status.json`; `None` when no status can be written.
     pub outcome: Option<&'static str>,
     pub exit_code: i64,
@@ -67,7 +119,7 @@ const BASE: Scenario = Scenario {
     efs_fail: None,
     no_gpu: false,
     stale: false,
-    kill_runner: false,
+    intervention: Intervention::None,
     outcome: Some("succeeded"),
     exit_code: 0,
     phases: Some(&["mount", "deps", "gpu", "run"]),
@@ -166,7 +218,7 @@ pub static SCENARIOS: &[Scenario] = &[
         pipeline: "wait",
         requirements: None,
         pip: false,
-        kill_runner: true,
+        intervention: Intervention::KillRunner,
         outcome: None,
         exit_code: 0,
         phases: None,
@@ -192,6 +244,33 @@ pub static SCENARIOS: &[Scenario] = &[
         phases: Some(&["mount"]),
         pip: false,
         end_to_power_off: None,
+        ..BASE
+    },
+    Scenario {
+        name: "interrupted",
+        summary: "the instance is powered off from outside while the pipeline runs: interrupted on the EFS",
+        sets: &["job.kill_after=10s"],
+        pipeline: "checkpoint",
+        requirements: None,
+        pip: false,
+        intervention: Intervention::PowerOff,
+        outcome: Some("interrupted"),
+        exit_code: 143,
+        power_off: PowerOff::Outside,
+        end_to_power_off: None,
+        ..BASE
+    },
+    Scenario {
+        name: "spot-interruption",
+        summary: "a spot notice while the pipeline runs: SIGTERM to checkpoint, interrupted on the EFS before the action",
+        sets: &["job.kill_after=5s"],
+        pipeline: "checkpoint",
+        requirements: None,
+        pip: false,
+        intervention: Intervention::SpotNotice { warning: 60 },
+        outcome: Some("interrupted"),
+        exit_code: 143,
+        end_to_power_off: Some(15.0),
         ..BASE
     },
     Scenario {

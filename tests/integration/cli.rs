@@ -245,9 +245,13 @@ fn explain_json_carries_sizes_and_origins() {
     let run = Test::new().args(["explain", "--json"]).run().success();
     let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
     let golden = std::fs::read(crate::root().join("golden/traffic-sign-gpu.yaml")).unwrap();
-    assert_eq!(json["payload"]["bytes"], golden.len());
+    assert_eq!(json["payload"]["raw_bytes"], golden.len());
+    assert_eq!(
+        json["payload"]["bytes"],
+        crate::compile::default_launched_bytes().len()
+    );
     assert_eq!(json["payload"]["limit"], 16384);
-    assert_eq!(json["payload"]["gzip"], false);
+    assert_eq!(json["payload"]["gzip"], true);
     assert_eq!(json["snippets"][0]["name"], "deadman");
 }
 

@@ -4,11 +4,34 @@ use std::io::Read as _;
 
 use crate::{Test, fixtures, root};
 
+/// What EC2 receives for the default profile: its golden file, gzipped
+/// (the golden file is the readable user-data; past the size budget raw,
+/// the payload is gzipped).
+pub fn default_launched_bytes() -> Vec<u8> {
+    let golden = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
+    assert!(
+        golden.len() > bootforge::SIZE_BUDGET,
+        "the default payload is gzipped only past the budget"
+    );
+    bootforge::gzip(&golden)
+}
+
 #[test]
 fn compiles_the_default_profile_to_its_golden_bytes() {
     let run = Test::new().arg("compile").run().success();
+    assert!(
+        run.output.stdout == default_launched_bytes(),
+        "compile prints golden/traffic-sign-gpu.yaml gzipped"
+    );
+    let run = Test::new()
+        .args(["compile", "--format", "cloud-config"])
+        .run()
+        .success();
     let golden = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
-    assert_eq!(run.output.stdout, golden);
+    assert!(
+        run.output.stdout == golden,
+        "cloud-config is the golden file"
+    );
 }
 
 #[test]
@@ -210,8 +233,10 @@ fn output_file_is_written_whole() {
         .arg(&path)
         .run()
         .success();
-    let golden = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), golden);
+    assert!(
+        std::fs::read(&path).unwrap() == default_launched_bytes(),
+        "-o writes golden/traffic-sign-gpu.yaml gzipped"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         1,

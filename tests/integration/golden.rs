@@ -95,3 +95,30 @@ fn a_missing_golden_file_is_drift() {
         .failure(1);
     contains(&run.stdout(), "traffic-sign-gpu.yaml: missing");
 }
+
+#[test]
+fn a_gzipped_payloads_golden_file_is_its_readable_user_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = tmp.path().join("golden");
+    Test::with_fixtures()
+        .args(["check", "--bless", "--golden"])
+        .arg(&golden)
+        .run()
+        .success();
+    let text = fs::read(golden.join("gzipped.yaml")).unwrap();
+    // Text a reviewer reads, as cloud-init reads it once decompressed.
+    assert!(
+        text.starts_with(b"Content-Type: multipart/mixed"),
+        "{text:?}"
+    );
+    let launched = Test::with_fixtures()
+        .args(["compile", "gzipped", "--format", "payload"])
+        .run()
+        .success();
+    let launched = &launched.output.stdout;
+    assert_eq!(launched[..2], [0x1f, 0x8b], "gzip magic");
+    assert!(
+        &bootforge::gzip(&text) == launched,
+        "the launched bytes are the golden file gzipped"
+    );
+}

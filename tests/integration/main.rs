@@ -8,6 +8,7 @@ mod compile;
 mod ec2_double;
 mod fuzz;
 mod golden;
+mod imds;
 #[cfg(feature = "aws")]
 mod launch;
 #[cfg(all(feature = "smoke", feature = "aws"))]

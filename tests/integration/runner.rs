@@ -15,6 +15,9 @@ use crate::{fixtures, have};
 /// A part of every path, so that every run also proves the quoting.
 const HOSTILE_DIR: &str = "job root 'q' $(touch PWNED) `touch PWNED` *";
 
+/// What a test does while the runner runs, given its pid and root.
+type During = Box<dyn FnOnce(u32, &Path)>;
+
 /// One run of the runner in its own temporary root.
 struct Job {
     /// Handed to the [`Finished`] run, which outlives a temporary `Job`.
@@ -25,6 +28,8 @@ struct Job {
     root: PathBuf,
     sets: Vec<String>,
     env: BTreeMap<String, String>,
+    /// What the test does while the runner runs.
+    during: Option<During>,
 }
 
 struct Finished {
@@ -77,6 +82,7 @@ impl Job {
             root,
             sets,
             env: BTreeMap::new(),
+            during: None,
         }
     }
 
@@ -87,6 +93,11 @@ impl Job {
 
     fn env(&mut self, k: &str, v: &str) -> &mut Job {
         self.env.insert(k.to_string(), v.to_string());
+        self
+    }
+
+    fn during(&mut self, f: impl FnOnce(u32, &Path) + 'static) -> &mut Job {
+        self.during = Some(Box::new(f));
         self
     }
 
@@ -111,16 +122,20 @@ impl Job {
 
     fn run(&mut self) -> Finished {
         let compiled = self.compile();
-        let runner = compiled
-            .files
-            .iter()
-            .find(|f| f.path == "/usr/local/sbin/bootforge-job")
-            .expect("the payload writes the job runner");
-        let path = self.base.join("bootforge-job");
-        fs::write(&path, &runner.content).unwrap();
+        // The runner and its helpers, laid out as under /usr/local: the
+        // runner finds them beside it (`../lib/bootforge`).
+        for file in &compiled.files {
+            if let Some(rel) = file.path.strip_prefix("/usr/local/") {
+                let to = self.base.join(rel);
+                fs::create_dir_all(to.parent().unwrap()).unwrap();
+                fs::write(&to, &file.content).unwrap();
+            }
+        }
+        let path = self.base.join("sbin/bootforge-job");
+        assert!(path.is_file(), "the payload writes the job runner");
         let standins = fixtures().join("standins");
         let start = Instant::now();
-        let out = Command::new("bash")
+        let child = Command::new("bash")
             .arg(&path)
             .current_dir(&self.base)
             .env(
@@ -129,8 +144,14 @@ impl Job {
             )
             .env("STANDIN_DIR", self.base.join("standin"))
             .envs(&self.env)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        if let Some(during) = self.during.take() {
+            during(child.id(), &self.root);
+        }
+        let out = child.wait_with_output().unwrap();
         Finished {
             _tmp: self.tmp.take(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -334,6 +355,111 @@ fn a_pipeline_ended_by_a_shutdown_from_outside_is_interrupted() {
     );
     let running = Job::new().script("fail.sh").run();
     running.assert_common("failed", 3);
+}
+
+/// Waits (at most 30 s) until the job's log says `text`.
+fn until_logged(root: &Path, text: &str) {
+    let log = root.join("efs/bootforge/jobs/run-7/job.log");
+    let start = Instant::now();
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains(text)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never logged {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_shutdown_while_the_pipeline_runs_stops_it_first_and_says_interrupted() {
+    // systemd stopping the runner's service sends it SIGTERM: the pipeline
+    // gets its SIGTERM (its cue to checkpoint), then the status is written.
+    if !have("bash") {
+        return;
+    }
+    let done = Job::new()
+        .script("checkpoint.sh")
+        .set("snippets.pipeline.env={WORK_SECONDS: '60'}")
+        .during(|pid, root| {
+            until_logged(root, "starting from scratch");
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        })
+        .run();
+    done.assert_common("interrupted", 143);
+    assert!(done.took < Duration::from_secs(30), "{:?}", done.took);
+    let log = done.log();
+    let term = log
+        .find("SIGTERM: checkpointing")
+        .expect("the pipeline got SIGTERM");
+    let status = log.find("job interrupted").unwrap();
+    assert!(term < status, "{log}");
+    assert_eq!(
+        fs::read_to_string(done.job_dir().join("checkpoint/epoch-9.ckpt")).unwrap(),
+        "weights after SIGTERM\n"
+    );
+}
+
+#[test]
+fn a_spot_notice_checkpoints_the_pipeline_and_says_interrupted_on_the_efs_at_once() {
+    if !have("python3") {
+        return;
+    }
+    let imds = crate::imds::Imds::start();
+    let mut job = Job::new();
+    job.script("checkpoint.sh")
+        .set("snippets.pipeline.env={WORK_SECONDS: '60'}")
+        .env("STANDIN_IMDS", &imds.url.clone());
+    let records = imds.records.clone();
+    let interim: std::sync::Arc<std::sync::Mutex<Option<(Json, Duration)>>> = Default::default();
+    let seen = interim.clone();
+    job.during(move |_, root| {
+        until_logged(root, "starting from scratch");
+        let at = Instant::now();
+        fs::write(
+            records.join("spot-notice"),
+            format!(
+                r#"{{"action": "terminate", "time": "{}"}}"#,
+                humantime::format_rfc3339_seconds(
+                    std::time::SystemTime::now() + Duration::from_secs(120)
+                )
+            ),
+        )
+        .unwrap();
+        // The status on the EFS says interrupted before the job has ended.
+        let file = root.join("efs/bootforge/jobs/run-7/status.json");
+        while at.elapsed() < Duration::from_secs(30) {
+            if let Some(s) = fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+            {
+                *seen.lock().unwrap() = Some((s, at.elapsed()));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let done = job.run();
+    done.assert_common("interrupted", 143);
+    let (first, after) = interim
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a status during the run");
+    assert_eq!(first["outcome"], "interrupted");
+    assert_eq!(first["final"], false);
+    assert!(
+        after < Duration::from_secs(30),
+        "notice -> status on the EFS: {after:?}"
+    );
+    eprintln!("notice -> interrupted on the EFS: {after:?}");
+    let status = done.status();
+    assert_eq!(status["final"], true);
+    assert_eq!(status["notice"]["action"], "terminate");
+    // The pipeline checkpointed and exited 0: still interrupted.
+    let log = done.log();
+    assert!(log.contains("SIGTERM: checkpointing"), "{log}");
+    assert!(log.contains("spot interruption notice"), "{log}");
+    assert!(done.job_dir().join("checkpoint/epoch-9.ckpt").is_file());
 }
 
 #[test]
@@ -785,6 +911,72 @@ fn an_earlier_runs_files_are_moved_aside_never_overwritten() {
         "{}",
         done.log()
     );
+}
+
+/// A job directory left by an attempt of run `old_run` (per its run-id),
+/// with a checkpoint, under a claim of run 2.
+fn attempt_of_run(old_run: u32) -> (Job, PathBuf) {
+    let job = Job::new();
+    let dir = job.root.join("efs/bootforge/jobs/run-7");
+    fs::create_dir_all(dir.join("checkpoint")).unwrap();
+    fs::write(
+        dir.join("run-id"),
+        format!("i-0attempt1 some-boot {old_run}\n"),
+    )
+    .unwrap();
+    fs::write(dir.join("status.json"), r#"{"outcome": "interrupted"}"#).unwrap();
+    fs::write(dir.join("checkpoint/epoch-3.ckpt"), "weights\n").unwrap();
+    fs::write(dir.join("claim.json"), r#"{"job": "run-7", "run": 2}"#).unwrap();
+    (job, dir)
+}
+
+#[test]
+fn the_checkpoint_folder_is_kept_across_a_runs_attempts_and_a_new_run_starts_empty() {
+    if !have("bash") {
+        return;
+    }
+    // The next attempt of run 2: the checkpoint is there for the pipeline.
+    let (mut job, dir) = attempt_of_run(2);
+    job.script("checkpoint.sh");
+    let done = job.run();
+    done.assert_common("succeeded", 0);
+    assert_eq!(
+        fs::read_to_string(dir.join("checkpoint/epoch-3.ckpt")).unwrap(),
+        "weights\n"
+    );
+    assert!(
+        done.log().contains("resuming from epoch-3.ckpt"),
+        "{}",
+        done.log()
+    );
+    assert!(!dir.join("runs/i-0attempt1/checkpoint").exists());
+    // The earlier attempt's status is kept aside, never read as this one's.
+    assert_eq!(
+        fs::read_to_string(dir.join("runs/i-0attempt1/status.json")).unwrap(),
+        r#"{"outcome": "interrupted"}"#
+    );
+    assert_eq!(done.status()["run"], 2);
+    assert_eq!(
+        fs::read_to_string(dir.join("run-id")).unwrap(),
+        format!("i-0123456789abcdef0 {} 2\n", boot_id())
+    );
+
+    // A new run (`--rerun` made run 2; the files are run 1's): the old
+    // checkpoint goes aside with the run's other files.
+    let (mut job, dir) = attempt_of_run(1);
+    job.script("checkpoint.sh");
+    let done = job.run();
+    done.assert_common("succeeded", 0);
+    assert_eq!(
+        fs::read_to_string(dir.join("runs/i-0attempt1/checkpoint/epoch-3.ckpt")).unwrap(),
+        "weights\n"
+    );
+    assert!(
+        done.log().contains("starting from scratch"),
+        "{}",
+        done.log()
+    );
+    assert!(!dir.join("checkpoint/epoch-3.ckpt").exists());
 }
 
 #[test]

@@ -88,9 +88,23 @@ fn checked(report: &Json) -> Vec<String> {
         .collect()
 }
 
+/// The SHA-256 of what EC2 receives for the default profile: its golden
+/// file, gzipped when the payload is (the golden file is the readable
+/// user-data before compression).
 fn golden_sha256() -> String {
     use sha2::Digest as _;
-    let bytes = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
+    let golden = std::fs::read(root().join("golden/traffic-sign-gpu.yaml")).unwrap();
+    let compiled =
+        bootforge::compile(&bootforge::Library::builtin(), "traffic-sign-gpu", &[]).unwrap();
+    assert_eq!(
+        compiled.payload.raw, golden,
+        "golden/ is stale: bootforge check"
+    );
+    let bytes = if compiled.payload.gzip {
+        bootforge::gzip(&golden)
+    } else {
+        golden
+    };
     sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -262,6 +276,89 @@ fn an_efs_that_hangs_at_the_end_cannot_hold_the_instance() {
             .unwrap()
             <= 60.0 + 60.0
     );
+}
+
+/// The checks a shutdown from outside or a spot interruption makes.
+const INTERRUPTED: &[&str] = &[
+    "status.json",
+    "SIGTERM reached the pipeline first",
+    "a checkpoint on the EFS",
+];
+
+fn interrupted_from_outside(ordering: &str) {
+    let report = smoke_with("interrupted", &["--ordering", ordering]);
+    assert_eq!(report["ordering"], ordering);
+    let names = checked(&report);
+    for name in EVERY_BOOT.iter().chain(INTERRUPTED).chain(&[
+        "powered off from outside, never by the backstop",
+        "powered off within kill_after + 30s of the shutdown",
+    ]) {
+        assert!(
+            names.iter().any(|n| n == name),
+            "no check {name}: {names:?}"
+        );
+    }
+    // On the EFS folder, not only on the console: the runner was stopped
+    // before the file system it writes to was unmounted.
+    assert_eq!(report["status"]["outcome"], "interrupted");
+    assert_eq!(report["status"]["exit_code"], 143);
+    eprintln!(
+        "{ordering}: shutdown from outside -> power-off {}s",
+        report["timings"]["intervention_to_power_off"]
+    );
+}
+
+fn spot_interruption(ordering: &str) {
+    let report = smoke_with("spot-interruption", &["--ordering", ordering]);
+    let names = checked(&report);
+    for name in EVERY_BOOT.iter().chain(INTERRUPTED).chain(&[
+        "the trap powered off, first and once",
+        "powered off before the spot action",
+        "interrupted on the EFS within 30s of the notice",
+        "the status carries the notice",
+    ]) {
+        assert!(
+            names.iter().any(|n| n == name),
+            "no check {name}: {names:?}"
+        );
+    }
+    assert_eq!(report["status"]["notice"]["action"], "terminate");
+    eprintln!(
+        "{ordering}: spot notice -> interrupted on the EFS {}s, -> power-off {}s",
+        report["timings"]["notice_to_efs_status"], report["timings"]["intervention_to_power_off"]
+    );
+}
+
+#[test]
+fn a_shutdown_from_outside_leaves_interrupted_on_the_efs() {
+    if !ready() {
+        return;
+    }
+    interrupted_from_outside("debian");
+}
+
+#[test]
+fn a_spot_notice_checkpoints_and_leaves_interrupted_on_the_efs() {
+    if !ready() {
+        return;
+    }
+    spot_interruption("debian");
+}
+
+/// Amazon Linux 2023 orders cloud-init's units after sysinit.target, and
+/// its power_state does nothing: every scenario about shutting down holds
+/// there too, the gzipped payload booting as it is.
+#[test]
+fn the_shutdown_scenarios_hold_under_amazon_linux_2023s_ordering() {
+    if !ready() {
+        return;
+    }
+    for scenario in ["ok", "hang", "background-child"] {
+        let report = smoke_with(scenario, &["--ordering", "al2023"]);
+        assert_eq!(report["ordering"], "al2023");
+    }
+    interrupted_from_outside("al2023");
+    spot_interruption("al2023");
 }
 
 /// An EFS folder laid out like the seed's: the stand-in pipeline under

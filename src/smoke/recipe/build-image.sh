@@ -24,9 +24,10 @@ rm -rf "$rootfs"
 mkdir -p "$rootfs"
 echo "debootstrap bookworm into $rootfs" >&2
 # systemd as PID 1 with cloud-init's own units; python3-venv and sshd as on
-# Amazon Linux; fuse and python3-fusepy for the EFS stand-in.
+# Amazon Linux; fuse and python3-fusepy for the EFS stand-in; iproute2 to
+# give the loopback the metadata service's address.
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,cloud-init,python3,python3-cffi-backend,python3-venv,python3-pip,procps,util-linux,ca-certificates,openssh-server,fuse3,python3-fusepy \
+    --include=systemd,systemd-sysv,dbus,cloud-init,python3,python3-cffi-backend,python3-venv,python3-pip,procps,util-linux,ca-certificates,openssh-server,fuse3,python3-fusepy,iproute2 \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2
     exit 1
@@ -58,6 +59,32 @@ install -m 0755 "$files/mount-helper" "$rootfs/usr/sbin/mount.nfs"
 install -m 0755 "$files/smoke-efs" "$rootfs/usr/local/sbin/smoke-efs"
 install -m 0755 "$files/nvidia-smi" "$rootfs/usr/bin/nvidia-smi"
 install -m 0644 "$files/99-smoke.cfg" "$rootfs/etc/cloud/cloud.cfg.d/99-smoke.cfg"
+# The instance metadata service where the payload looks for it,
+# 169.254.169.254:80, given to the loopback (the container needs
+# CAP_NET_ADMIN; without it there is no metadata service, as off EC2).
+install -m 0755 "$files/smoke-imds" "$rootfs/usr/local/sbin/smoke-imds"
+cat >"$rootfs/etc/systemd/system/smoke-imds.service" <<'UNIT'
+[Unit]
+Description=Instance metadata service stand-in (IMDSv2)
+DefaultDependencies=no
+Before=cloud-init-local.service
+
+[Service]
+ExecStartPre=/sbin/ip addr replace 169.254.169.254/32 dev lo
+ExecStart=/usr/local/sbin/smoke-imds
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+mkdir -p "$rootfs/etc/systemd/system/sysinit.target.wants"
+ln -sf /etc/systemd/system/smoke-imds.service "$rootfs/etc/systemd/system/sysinit.target.wants/smoke-imds.service"
+# Amazon Linux 2023's ordering of cloud-init's units, for the boots that
+# ask for it (a generator puts them in place; see recipe/al2023/README.md).
+mkdir -p "$rootfs/usr/local/share/smoke/al2023" "$rootfs/etc/systemd/system-generators"
+for unit in cloud-init-local cloud-init cloud-config cloud-final; do
+    install -m 0644 "$files/al2023-$unit.service" "$rootfs/usr/local/share/smoke/al2023/$unit.service"
+done
+install -m 0755 "$files/smoke-ordering" "$rootfs/etc/systemd/system-generators/smoke-ordering"
 # When cloud-init starts, for the timings.
 mkdir -p "$rootfs/etc/systemd/system/cloud-init-local.service.d"
 cat >"$rootfs/etc/systemd/system/cloud-init-local.service.d/smoke.conf" <<'UNIT'

@@ -1,0 +1,41 @@
+#!/usr/bin/python3
+"""bootforge-status NAME=VALUE...: the run's status.json document, printed.
+
+Every value is text but `exit_code` (a number), `run` (a number, or empty
+when unknown), `phases` (the body of a JSON object: `"mount": 3, "deps":
+41`) and `notice` (a JSON object, or empty for none). `gpu_name` and
+`gpu_driver` make the `gpu` object. With `final=0` the status is written
+ahead of the end (a spot notice: the outcome is known, the run not over)
+and has no `ended_at`; otherwise `ended_at` is now.
+"""
+import json
+import sys
+import time
+
+
+def main():
+    given = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    status = {
+        "job_id": given["job_id"],
+        "profile": given["profile"],
+        "run": int(given["run"]) if given.get("run", "").isdigit() else None,
+        "instance_id": given["instance_id"],
+        "boot_id": given["boot_id"],
+        "instance_type": given["instance_type"],
+        "outcome": given["outcome"],
+        "exit_code": int(given["exit_code"]),
+        "message": given["message"],
+        "phases": json.loads("{" + given["phases"] + "}"),
+        "gpu": {"name": given["gpu_name"], "driver": given["gpu_driver"]},
+        "notice": json.loads(given["notice"]) if given.get("notice") else None,
+        "started_at": given["started_at"],
+        "ended_at": None,
+        "final": given.get("final", "1") != "0",
+        "log": given["log"],
+    }
+    if status["final"]:
+        status["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(json.dumps(status))
+
+
+main()
