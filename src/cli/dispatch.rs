@@ -237,9 +237,11 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             ids,
             job,
             local: true,
+            spot_notice,
+            warning,
             json,
             ..
-        } => aws::terminate_local(ids, job.as_deref(), *json),
+        } => aws::terminate_local(ids, job.as_deref(), spot_notice.then_some(*warning), *json),
         #[cfg(feature = "aws")]
         Command::Terminate {
             ids,
@@ -457,16 +459,29 @@ mod aws {
         }
     }
 
-    pub fn terminate_local(ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
+    /// `terminate --local`; with `spot_notice` (the warning's seconds), a
+    /// spot interruption rehearsed first.
+    pub fn terminate_local(
+        ids: &[String],
+        job: Option<&str>,
+        spot_notice: Option<u64>,
+        json: bool,
+    ) -> Result<i32> {
         #[cfg(feature = "smoke")]
         {
             use crate::smoke::instances;
-            let done = instances::terminate(&instances::targets(ids, job)?);
+            let targets = instances::targets(ids, job)?;
+            let done = match spot_notice {
+                Some(warning) => {
+                    instances::spot_interrupt(&targets, std::time::Duration::from_secs(warning))?
+                }
+                None => instances::terminate(&targets),
+            };
             Ok(report_terminations(&done, None, json))
         }
         #[cfg(not(feature = "smoke"))]
         {
-            let _ = (ids, job, json);
+            let _ = (ids, job, spot_notice, json);
             Err(no_smoke())
         }
     }

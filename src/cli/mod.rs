@@ -195,6 +195,18 @@ enum Command {
         /// Local instances (`local-…`) of `launch --local` instead.
         #[arg(long)]
         local: bool,
+        /// With --local: rehearse a spot interruption, the notice on the
+        /// instance's metadata service, then the end after --warning.
+        #[arg(long, requires = "local")]
+        spot_notice: bool,
+        /// Seconds from the spot notice to the instance's end (EC2: about 120).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 30,
+            requires = "spot_notice"
+        )]
+        warning: u64,
         #[command(flatten)]
         region: RegionArg,
         #[arg(long)]

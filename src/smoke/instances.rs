@@ -241,6 +241,53 @@ pub(super) fn start(
     }))
 }
 
+/// The host folder of local instance `id` (its seed, logs and records),
+/// from its label.
+fn folder_of(id: &str) -> Option<PathBuf> {
+    let container = id.strip_prefix("local-")?;
+    let format = format!("{{{{ index .Config.Labels \"{DIR_LABEL}\" }}}}");
+    let out = docker(&["inspect", "--format", &format, container]).ok()?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+/// Rehearses a spot interruption of local instances, as EC2 reclaims a
+/// spot instance: the notice on each one's metadata stand-in
+/// (`spot/instance-action`, the action `warning` from now; EC2 gives about
+/// two minutes), then, at the action time, the instances that are still up
+/// are terminated.
+pub fn spot_interrupt(instances: &[Instance], warning: Duration) -> Result<Vec<Termination>> {
+    let action = now() + warning.as_secs();
+    let notice = format!(
+        "{{\"action\": \"terminate\", \"time\": \"{}\"}}\n",
+        crate::clock::rfc3339(action)
+    );
+    for i in instances {
+        let records = folder_of(&i.id)
+            .map(|d| d.join("records"))
+            .ok_or_else(|| Error::Usage {
+                message: format!("{}: no host folder to serve its metadata from", i.id),
+            })?;
+        let file = records.join("spot-notice");
+        let temporary = records.join(".spot-notice.tmp");
+        std::fs::write(&temporary, &notice)
+            .and_then(|()| std::fs::rename(&temporary, &file))
+            .map_err(|e| Error::io(&file, "write", e))?;
+    }
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    while now() < action {
+        let alive = self::instances(&[]).unwrap_or_default();
+        if !alive
+            .iter()
+            .any(|i| ids.contains(&i.id.as_str()) && i.state != "terminated")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(terminate(instances))
+}
+
 /// Ends local instances as EC2 ends an instance: asked to power off
 /// (systemd's SIGRTMIN+4), killed when it has not after [`STOP_BOUND`].
 pub fn terminate(instances: &[Instance]) -> Vec<Termination> {

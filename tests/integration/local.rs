@@ -244,6 +244,60 @@ fn failures_and_terminations_keep_their_exit_codes() {
     assert_eq!(after["launched"], false);
     assert_eq!(after["wait"]["outcome"], "interrupted");
     assert_eq!(after["wait"]["status"]["exit_code"], 143);
+    // The runner was stopped before the EFS folder was unmounted: its
+    // status is there, not only on the console.
+    assert_eq!(after["wait"]["source"], "efs", "{after:#}");
+}
+
+/// Waits (at most two minutes) for the pipeline of `job` to start.
+fn until_the_pipeline_runs(w: &World, job: &str) {
+    let log = w.job_dir(job).join("job.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&format!("pipeline of {job}"))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the pipeline never started"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_spot_interruption_rehearsed_locally_ends_the_job_interrupted_with_its_notice() {
+    let Some(w) = World::new() else { return };
+    let started = w.launch("long-2", &[]).run();
+    assert_eq!(started.code(), 0, "{}", started.stderr());
+    let id = json(&started)["instance_id"].as_str().unwrap().to_string();
+    until_the_pipeline_runs(&w, "long-2");
+    // The notice on the instance's metadata stand-in; the runner sees it,
+    // stops the pipeline and powers off before the action time.
+    let at = Instant::now();
+    let ended = w
+        .bootforge()
+        .args(["terminate", "--local", "--spot-notice", "--warning", "90"])
+        .args(["--job", "long-2", "--json"])
+        .run()
+        .success();
+    assert_eq!(json(&ended)["terminated"][0], id.as_str());
+    assert!(
+        at.elapsed() < Duration::from_secs(90),
+        "the instance did not end before the action time: {:?}",
+        at.elapsed()
+    );
+    assert!(!container_exists(&id));
+    let after = w.launch("long-2", &["--wait"]).run();
+    assert_eq!(after.code(), 4, "{}\n{}", after.stdout(), after.stderr());
+    let after = json(&after);
+    assert_eq!(after["wait"]["outcome"], "interrupted");
+    assert_eq!(after["wait"]["source"], "efs");
+    assert_eq!(after["wait"]["status"]["notice"]["action"], "terminate");
+    assert_eq!(after["wait"]["status"]["final"], true);
+    // A plain terminate needs no notice; --warning without --spot-notice is
+    // a usage error.
+    w.bootforge()
+        .args(["terminate", "--local", "--warning", "5", "--job", "long-2"])
+        .run()
+        .failure(2);
 }
 
 #[test]
