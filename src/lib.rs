@@ -31,7 +31,7 @@ pub use cli::run;
 pub use compile::duration::Duration;
 pub use compile::explain::Explanation;
 pub use compile::library::Library;
-pub use compile::model::{Compression, DEFAULT_PROFILE, Instance, Job, Profile};
+pub use compile::model::{Compression, DEFAULT_PROFILE, Instance, Job, Market, Profile};
 pub use compile::overrides::Override;
 pub use compile::payload::{BOUNDARY, Part, Payload, SIZE_BUDGET, USER_DATA_LIMIT, gzip};
 pub use compile::profile::LoadedProfile;

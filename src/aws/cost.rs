@@ -1,10 +1,13 @@
-//! `cost PROFILE`: what a job of the profile costs at its timeout, and the
-//! catalog's cheaper types that carry the same GPU or a better one.
+//! `cost PROFILE`: what a job of the profile costs at its timeout, on
+//! demand and, where the profile buys spot, at the spot price (the saving
+//! expected, and the worst case: a spot attempt is priced at its cap, the
+//! on-demand price); and the catalog's cheaper types that carry the same
+//! GPU or a better one.
 
 use serde::Serialize;
 
 use crate::check::catalog;
-use crate::compile::model::Profile;
+use crate::compile::model::{Market, Profile};
 
 /// `cost PROFILE`: the price of a job and the cheaper types that would do.
 #[derive(Debug, Clone, Serialize)]
@@ -13,6 +16,10 @@ pub struct CostReport {
     pub region: &'static str,
     pub source: &'static str,
     pub budget_hours: f64,
+    /// `on-demand`, `spot` or `spot-then-on-demand`.
+    pub market: &'static str,
+    /// Where the spot prices come from, when the profile buys spot.
+    pub spot_source: Option<&'static str>,
     pub max_cost_usd: Option<f64>,
     pub types: Vec<TypeCost>,
     /// Catalog types with the same GPU or a better one, cheaper than the
@@ -24,17 +31,41 @@ pub struct CostReport {
 pub struct TypeCost {
     pub instance_type: String,
     pub gpu: Option<String>,
+    /// On demand.
     pub price_per_hour: Option<f64>,
     pub cost_at_timeout: Option<f64>,
+    /// The catalog's spot price, when the profile buys spot and one is known.
+    pub spot_price_per_hour: Option<f64>,
+    /// What a job costs at the timeout as the profile buys it: at the spot
+    /// price when its first attempt is spot and that price is known.
+    pub expected_at_timeout: Option<f64>,
+    /// 1 − expected / on demand.
+    pub expected_saving: Option<f64>,
+    /// The most a job can cost: every attempt at its cap (a spot
+    /// instance's price can rise to the on-demand one).
+    pub worst_case: Option<f64>,
 }
 
-fn type_cost(name: &str, seconds: u64) -> TypeCost {
+fn type_cost(name: &str, seconds: u64, market: Market) -> TypeCost {
     let entry = catalog::lookup(name);
+    let on_demand = entry.map(|t| catalog::job_cost(t.price_per_hour, seconds));
+    let spot = catalog::spot_price(name).filter(|_| market.uses_spot());
+    let expected = match (market.attempts().first(), spot) {
+        (Some(true), Some(price)) => Some(catalog::job_cost(price, seconds)),
+        _ => on_demand,
+    };
     TypeCost {
         instance_type: name.to_string(),
         gpu: entry.map(|t| format!("{}× {} {} GB", t.gpu_count, t.gpu, t.gpu_memory_gib)),
         price_per_hour: entry.map(|t| t.price_per_hour),
-        cost_at_timeout: entry.map(|t| catalog::job_cost(t.price_per_hour, seconds)),
+        cost_at_timeout: on_demand,
+        spot_price_per_hour: spot,
+        expected_at_timeout: expected,
+        expected_saving: expected
+            .zip(on_demand)
+            .filter(|(_, d)| *d > 0.0)
+            .map(|(e, d)| 1.0 - e / d),
+        worst_case: on_demand,
     }
 }
 
@@ -43,11 +74,12 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
     let job = &profile.job;
     let seconds = job.timeout.seconds() + job.grace.seconds();
     let hours = seconds as f64 / 3600.0;
+    let market = profile.instance.market;
     let types: Vec<TypeCost> = profile
         .instance
         .types
         .iter()
-        .map(|t| type_cost(t, seconds))
+        .map(|t| type_cost(t, seconds, market))
         .collect();
     let mut cheaper = Vec::new();
     if let Some(first) = profile
@@ -62,7 +94,7 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
                 && t.gpu_count >= first.gpu_count
                 && t.gpu_memory_gib >= first.gpu_memory_gib;
             if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
-                cheaper.push(type_cost(t.name, seconds));
+                cheaper.push(type_cost(t.name, seconds, market));
             }
         }
         cheaper.sort_by(|a, b| {
@@ -76,6 +108,8 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
         region: catalog::PRICE_REGION,
         source: catalog::PRICE_SOURCE,
         budget_hours: hours,
+        market: market.name(),
+        spot_source: market.uses_spot().then_some(catalog::SPOT_PRICE_SOURCE),
         max_cost_usd: profile.instance.max_cost_usd,
         types,
         cheaper,

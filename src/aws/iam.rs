@@ -26,7 +26,7 @@ pub fn iam_policy(name: &str, profile: &Profile) -> Json {
         arn("network-interface", "*"),
     ];
     let mut untagged = vec![arn("network-interface", "*")];
-    if i.spot {
+    if i.market.uses_spot() {
         created.push(arn("spot-instances-request", "*"));
         untagged.push(arn("spot-instances-request", "*"));
     }

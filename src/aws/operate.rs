@@ -419,7 +419,14 @@ async fn send_attempts(
     on: &mut dyn FnMut(Event),
 ) -> Result<Sent> {
     let mut no_capacity = Vec::new();
+    // The spot quota is not the on-demand one: spot-then-on-demand goes on
+    // to its on-demand attempts when the spot quota is reached.
+    let on_demand_after = plan.attempts.iter().any(|a| !a.spot);
+    let mut spot_quota = false;
     for attempt in &plan.attempts {
+        if attempt.spot && spot_quota {
+            continue;
+        }
         let market = if attempt.spot { "spot" } else { "on-demand" };
         record(claims, plan.run, attempt, None)?;
         on(Event::Phase(format!(
@@ -454,6 +461,14 @@ async fn send_attempts(
                     Some("IdempotentInstanceTerminated".to_string()),
                 )?;
                 return Ok(Sent::Ended);
+            }
+            Err(AttemptError::Quota(e)) if attempt.spot && on_demand_after => {
+                on(Event::Progress(format!(
+                    "  the spot quota is reached ({e}); on to on demand"
+                )));
+                record(claims, plan.run, attempt, Some(e.to_string()))?;
+                no_capacity.push(format!("{} spot: {e}", attempt.instance_type));
+                spot_quota = true;
             }
             Err(AttemptError::Quota(e)) | Err(AttemptError::Fatal(e)) => {
                 record(claims, plan.run, attempt, Some(e.to_string()))?;

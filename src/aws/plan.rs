@@ -100,13 +100,8 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
             reasons: skipped,
         });
     }
-    let markets: &[bool] = if p.instance.spot {
-        &[true, false]
-    } else {
-        &[false]
-    };
     let mut attempts = Vec::new();
-    for &spot in markets {
+    for &spot in p.instance.market.attempts() {
         for t in &types {
             for subnet in &p.instance.subnets {
                 attempts.push(Attempt {

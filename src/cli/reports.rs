@@ -105,7 +105,33 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
             money(t.cost_at_timeout)
         )
     };
-    report.types.iter().for_each(line);
+    let spot_line = |t: &crate::aws::cost::TypeCost| match t.spot_price_per_hour {
+        Some(_) => println!(
+            "  {:14} {:18} spot {}/h: {} expected at the timeout ({:.0}% less), {} at worst",
+            "",
+            "",
+            per_hour(t.spot_price_per_hour),
+            money(t.expected_at_timeout),
+            t.expected_saving.unwrap_or(0.0) * 100.0,
+            money(t.worst_case)
+        ),
+        None => println!(
+            "  {:14} {:18} spot: no catalog price; at worst {} (the on-demand price)",
+            "",
+            "",
+            money(t.worst_case)
+        ),
+    };
+    println!("  market: {}", report.market);
+    for t in &report.types {
+        line(t);
+        if report.spot_source.is_some() {
+            spot_line(t);
+        }
+    }
+    if let Some(source) = report.spot_source {
+        println!("  spot prices: {source}");
+    }
     if let Some(ceiling) = report.max_cost_usd {
         println!("  max_cost_usd: ${ceiling:.2}");
     }

@@ -56,7 +56,9 @@ pub struct Instance {
     /// Root volume size; absent keeps the AMI's own size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_volume_gb: Option<u32>,
-    pub spot: bool,
+    /// Where the instance is bought: on demand, on the spot market, or spot
+    /// first with on demand when spot has no capacity (or no quota).
+    pub market: Market,
     /// Whether the instance may read its own tags from the metadata service.
     pub metadata_tags: bool,
     /// Refuse to launch when the worst-case cost exceeds this.
@@ -85,12 +87,68 @@ impl Default for Instance {
             instance_role: None,
             root_device: "/dev/xvda".to_string(),
             root_volume_gb: None,
-            spot: false,
+            market: Market::OnDemand,
             metadata_tags: false,
             max_cost_usd: None,
             account: None,
             gpu: None,
             tags: IndexMap::new(),
+        }
+    }
+}
+
+/// Keys the format replaced: (section, key, what to say, what to do). A
+/// profile that still has one is refused with these words, never read as
+/// a typo or as something it may not mean.
+pub const REPLACED: &[(&str, &str, &str, &str)] = &[(
+    "instance",
+    "spot",
+    "was replaced by `instance.market`",
+    "write `market: spot-then-on-demand` for what `spot: true` did (spot first, on demand when spot has no capacity), `market: spot` for spot only, or remove the key for on demand",
+)];
+
+/// The first replaced key `value` (a profile's mapping, or a merge of
+/// them) holds: its dotted path, the message and the help.
+pub fn replaced_key(value: &Value) -> Option<(String, &'static str, &'static str)> {
+    REPLACED.iter().find_map(|(section, key, message, help)| {
+        value
+            .get(section)
+            .and_then(Value::as_mapping)
+            .filter(|m| m.contains_key(key))
+            .map(|_| (format!("{section}.{key}"), *message, *help))
+    })
+}
+
+/// Where the instance is bought.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Market {
+    #[default]
+    OnDemand,
+    Spot,
+    SpotThenOnDemand,
+}
+
+impl Market {
+    /// The markets the attempts go through, in order: `true` for spot.
+    pub fn attempts(self) -> &'static [bool] {
+        match self {
+            Market::OnDemand => &[false],
+            Market::Spot => &[true],
+            Market::SpotThenOnDemand => &[true, false],
+        }
+    }
+
+    /// Whether any attempt is on the spot market.
+    pub fn uses_spot(self) -> bool {
+        self != Market::OnDemand
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Market::OnDemand => "on-demand",
+            Market::Spot => "spot",
+            Market::SpotThenOnDemand => "spot-then-on-demand",
         }
     }
 }

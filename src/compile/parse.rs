@@ -14,7 +14,7 @@ use serde::de::{
 };
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::compile::model::Profile;
+use crate::compile::model::{Profile, replaced_key};
 use crate::compile::source_map::SourceMap;
 use crate::diagnostics::{Error, Location, Result, YamlKind, did_you_mean};
 
@@ -132,6 +132,18 @@ pub(super) fn parse_file(display: &str, text: &str) -> Result<(Value, Profile)> 
             });
         }
     };
+    // A key the format replaced is said so, never read as a typo.
+    if let Some((path, message, help)) = replaced_key(&value) {
+        let span = SourceMap::new(text).key(&path);
+        return Err(Error::Profile {
+            file: display.to_string(),
+            location: span
+                .map(|s| Location::in_source(display, text, s.line, s.column).with_len(s.len)),
+            path,
+            message: message.to_string(),
+            help: Some(help.to_string()),
+        });
+    }
     let profile = match &value {
         Value::Mapping(m) if m.is_empty() => Profile::default(),
         _ => shape(display, "profile", text, value.clone())?,

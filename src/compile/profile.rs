@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::compile::library::{Library, SourceFile};
-use crate::compile::model::Profile;
+use crate::compile::model::{Profile, replaced_key};
 use crate::compile::overrides::{Override, apply};
 use crate::compile::parse::{parse_file, typed};
 use crate::compile::provenance::{Origin, merge, nearest_origin};
@@ -177,15 +177,15 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
     }
 
     let file = files[name].display.clone();
-    let profile: Profile = typed(merged).map_err(|(path, e)| {
-        let message = e.message();
-        let loaded_origin = nearest_origin(&origins, &path);
-        match loaded_origin {
+    // An error about the value at `path`, said where that value came from:
+    // the `--set` argument, or the file and position that hold it.
+    let at = |path: String, message: String, help: Option<String>, path_is_wrong: bool| {
+        match nearest_origin(&origins, &path) {
             Some(Origin::Set(arg)) => Error::Set {
                 arg,
-                help: e.help(),
+                help,
                 message: format!("`{path}`: {message}"),
-                path_is_wrong: e.is_unknown_key(),
+                path_is_wrong,
             },
             origin => {
                 let source = match &origin {
@@ -198,14 +198,20 @@ pub fn load(library: &Library, name: &str, overrides: &[Override]) -> Result<Loa
                 });
                 Error::Profile {
                     file: source.display.clone(),
-                    help: e.help(),
+                    help,
                     path,
                     message,
                     location,
                 }
             }
         }
-    })?;
+    };
+    // A key the format replaced (given with --set) is said so.
+    if let Some((path, message, help)) = replaced_key(&merged) {
+        return Err(at(path, message.to_string(), Some(help.to_string()), true));
+    }
+    let profile: Profile =
+        typed(merged).map_err(|(path, e)| at(path, e.message(), e.help(), e.is_unknown_key()))?;
     Ok(LoadedProfile {
         name: name.to_string(),
         file,

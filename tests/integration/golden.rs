@@ -71,7 +71,7 @@ fn a_changed_profile_drifts_with_a_diff_and_bless_rewrites() {
         !out.contains("traffic-sign-gpu.yaml"),
         "an unchanged profile does not drift:\n{out}"
     );
-    contains(&run.stderr(), "1 of 2 profiles drifted");
+    contains(&run.stderr(), "1 of 3 profiles drifted");
 
     // A stale file is drift too.
     fs::write(golden.join("gone.yaml"), "#cloud-config\n").unwrap();

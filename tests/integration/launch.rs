@@ -827,6 +827,54 @@ fn cost_prices_the_budget_and_names_cheaper_types() {
 }
 
 #[test]
+fn cost_shows_the_spot_price_beside_the_on_demand_one_and_the_worst_case() {
+    let spot = |profile: &str, market: &str| -> Json {
+        let run = Test::new()
+            .args(["cost", profile, "--json", "--set"])
+            .arg(format!("instance.market={market}"))
+            .run()
+            .success();
+        serde_json::from_str(&run.stdout()).unwrap()
+    };
+    let report = spot("traffic-sign-gpu", "spot-then-on-demand");
+    let t = &report["types"][0];
+    assert_eq!(report["market"], "spot-then-on-demand");
+    assert!(
+        report["spot_source"].as_str().unwrap().contains("catalog"),
+        "labelled as the catalog's figure"
+    );
+    assert_eq!(t["spot_price_per_hour"], 0.67);
+    let hours = 130.0 / 60.0;
+    let expected = t["expected_at_timeout"].as_f64().unwrap();
+    assert!((expected - 0.67 * hours).abs() < 1e-9, "{t}");
+    let saving = t["expected_saving"].as_f64().unwrap();
+    assert!((saving - (1.0 - 0.67 / 1.861)).abs() < 1e-9, "{t}");
+    // A spot instance's price can rise to the on-demand one: the worst case.
+    let worst = t["worst_case"].as_f64().unwrap();
+    assert!((worst - 1.861 * hours).abs() < 1e-9, "{t}");
+    // On demand: no spot figure, the expected cost is the on-demand one.
+    let report = spot("traffic-sign-gpu", "on-demand");
+    assert!(report["types"][0]["spot_price_per_hour"].is_null());
+    assert_eq!(
+        report["types"][0]["expected_at_timeout"],
+        report["types"][0]["cost_at_timeout"]
+    );
+    // A type the catalog has no spot price for says so, never a guess.
+    let report = spot("g6-quick", "spot");
+    assert!(report["types"][0]["spot_price_per_hour"].is_null());
+    assert_eq!(
+        report["types"][0]["expected_at_timeout"],
+        report["types"][0]["cost_at_timeout"]
+    );
+    let text = Test::new()
+        .args(["cost", "g6-quick", "--set", "instance.market=spot"])
+        .run()
+        .success()
+        .stdout();
+    contains(&text, "spot: no catalog price");
+}
+
+#[test]
 fn missing_credentials_are_one_line_with_what_to_do() {
     let mut t = Test::new();
     for var in [
@@ -917,7 +965,12 @@ fn spot_falls_back_to_on_demand() {
     let out = json(
         &w.launch(
             &proxy.url,
-            &["--set", "instance.spot=true", "--set", "job_id=spotty"],
+            &[
+                "--set",
+                "instance.market=spot-then-on-demand",
+                "--set",
+                "job_id=spotty",
+            ],
         )
         .success(),
     );

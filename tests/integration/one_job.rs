@@ -201,7 +201,12 @@ fn a_spot_interruption_is_interrupted_and_a_failed_launch_launch_failed() {
             3,
         ),
     ] {
-        let (child, id) = waiting(&w, &proxy.url, job, &["--set", "instance.spot=true"]);
+        let (child, id) = waiting(
+            &w,
+            &proxy.url,
+            job,
+            &["--set", "instance.market=spot-then-on-demand"],
+        );
         proxy.end(&id, reason, &format!("{reason}: as EC2 says"));
         let (exit, doc, stderr) = output(child);
         assert_eq!(exit, code, "{job}: {stderr}");
@@ -306,6 +311,47 @@ fn quota_errors_say_try_later_with_their_own_exit_code() {
     let doc = json(&launch(&w, &proxy.url, "quota", &[]).run().success());
     assert_eq!(doc["run"], 1);
     assert_eq!(doc["launched"], true);
+}
+
+#[test]
+fn a_spot_quota_falls_through_to_on_demand_under_spot_then_on_demand() {
+    // New accounts often have no spot quota at all: under
+    // spot-then-on-demand that is no reason to stop, under spot it is.
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(
+        &w.moto.address,
+        Faults {
+            spot_quota: Some("MaxSpotInstanceCountExceeded"),
+            ..Faults::default()
+        },
+    );
+    let market = |m: &str| format!("instance.market={m}");
+    let doc = json(
+        &launch(
+            &w,
+            &proxy.url,
+            "spot-quota",
+            &["--set", &market("spot-then-on-demand")],
+        )
+        .run()
+        .success(),
+    );
+    assert_eq!(doc["launched"], true);
+    let calls = proxy.run_instances();
+    assert!(
+        calls.first().is_some_and(|c| c.ends_with(" spot"))
+            && calls.last().is_some_and(|c| !c.ends_with(" spot")),
+        "one spot request, then on demand: {calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.ends_with(" spot")).count(),
+        1,
+        "the quota is the account's: no other subnet is tried on spot"
+    );
+    let run = launch(&w, &proxy.url, "spot-only", &["--set", &market("spot")])
+        .run()
+        .failure(75);
+    contains(&run.stderr(), "MaxSpotInstanceCountExceeded");
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct Faults {
     pub no_spot: bool,
     /// RunInstances answers this quota error (`VcpuLimitExceeded`…).
     pub quota: Option<&'static str>,
+    /// Spot RunInstances answer this quota error: the spot vCPU quota is
+    /// separate from the on-demand one, and new accounts often have 0.
+    pub spot_quota: Option<&'static str>,
     /// The first N requests answer RequestLimitExceeded.
     pub throttle: usize,
     /// The first N RunInstances reach EC2, then the connection is closed
@@ -601,6 +604,13 @@ fn answer(
             &format!(
                 "We currently do not have sufficient {itype} capacity in the Availability Zone you requested."
             ),
+        ));
+    }
+    if let Some(code) = s.faults.spot_quota.filter(|_| spot) {
+        return Some(error(
+            "400 Bad Request",
+            code,
+            "You have requested more vCPU capacity than your current vCPU limit of 0 allows for the instance bucket that the specified instance type belongs to.",
         ));
     }
     if let Some(code) = s.faults.quota {
