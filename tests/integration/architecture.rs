@@ -63,8 +63,8 @@ impl Crate {
         self.load_items(file, &module, &syntax.items);
         let mut collector = Paths::default();
         collector.visit_file(&syntax);
-        // Inline modules are walked again for their own paths below; the
-        // collector records every path with the module it sits in.
+        // The collector records every path with the inline module it sits
+        // in, below this file's own module.
         for (inner, segments, line) in collector.found {
             let mut at = module.clone();
             at.extend(inner);
@@ -290,7 +290,7 @@ impl Paths {
                     let line = id.span().start().line;
                     let mut segments = vec![id.to_string()];
                     let mut j = i + 1;
-                    while j + 2 < trees.len() + 1 {
+                    loop {
                         let colons = matches!((&trees.get(j), &trees.get(j + 1)),
                             (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
                                 if a.as_char() == ':' && b.as_char() == ':');
