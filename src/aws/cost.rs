@@ -46,7 +46,7 @@ pub struct TypeCost {
     pub worst_case: Option<f64>,
 }
 
-fn type_cost(name: &str, seconds: u64, market: Market) -> TypeCost {
+fn type_cost(name: &str, seconds: u64, market: Market, max_spot: Option<f64>) -> TypeCost {
     let entry = catalog::lookup(name);
     let on_demand = entry.map(|t| catalog::job_cost(t.price_per_hour, seconds));
     let spot = catalog::spot_price(name).filter(|_| market.uses_spot());
@@ -65,7 +65,8 @@ fn type_cost(name: &str, seconds: u64, market: Market) -> TypeCost {
             .zip(on_demand)
             .filter(|(_, d)| *d > 0.0)
             .map(|(e, d)| 1.0 - e / d),
-        worst_case: on_demand,
+        worst_case: entry
+            .map(|t| catalog::job_cost(catalog::worst_hourly(t, market, max_spot), seconds)),
     }
 }
 
@@ -75,11 +76,12 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
     let seconds = job.timeout.seconds() + job.grace.seconds();
     let hours = seconds as f64 / 3600.0;
     let market = profile.instance.market;
+    let max_spot = profile.instance.max_spot_price_usd;
     let types: Vec<TypeCost> = profile
         .instance
         .types
         .iter()
-        .map(|t| type_cost(t, seconds, market))
+        .map(|t| type_cost(t, seconds, market, max_spot))
         .collect();
     let mut cheaper = Vec::new();
     if let Some(first) = profile
@@ -94,7 +96,7 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
                 && t.gpu_count >= first.gpu_count
                 && t.gpu_memory_gib >= first.gpu_memory_gib;
             if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
-                cheaper.push(type_cost(t.name, seconds, market));
+                cheaper.push(type_cost(t.name, seconds, market, max_spot));
             }
         }
         cheaper.sort_by(|a, b| {

@@ -305,6 +305,7 @@ async fn run_instances(
                     SpotMarketOptions::builder()
                         .spot_instance_type(SpotInstanceType::OneTime)
                         .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                        .set_max_price(plan.max_spot_price.map(|p| format!("{p:.4}")))
                         .build(),
                 )
                 .build(),

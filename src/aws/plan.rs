@@ -48,6 +48,8 @@ pub struct LaunchPlan {
     pub root_device: String,
     pub root_volume_gb: Option<u32>,
     pub metadata_tags: bool,
+    /// RunInstances' MaxPrice for spot attempts, when the profile sets one.
+    pub max_spot_price: Option<f64>,
     /// The payload in base64, as RunInstances carries it.
     #[serde(skip)]
     pub user_data: String,
@@ -78,13 +80,15 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         match (p.instance.max_cost_usd, catalog::lookup(t)) {
             (None, _) => types.push(t.clone()),
             (Some(ceiling), Some(entry)) => {
-                let worst = catalog::job_cost(entry.price_per_hour, budget);
+                let hourly =
+                    catalog::worst_hourly(entry, p.instance.market, p.instance.max_spot_price_usd);
+                let worst = catalog::job_cost(hourly, budget);
                 if worst <= ceiling {
                     types.push(t.clone());
                 } else {
                     skipped.push(format!(
                         "{t}: ${:.4}/h × {:.2} h of timeout and grace = ${worst:.2}, over max_cost_usd ${ceiling:.2}",
-                        entry.price_per_hour,
+                        hourly,
                         budget as f64 / 3600.0
                     ));
                 }
@@ -144,6 +148,7 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         root_device: p.instance.root_device.clone(),
         root_volume_gb: p.instance.root_volume_gb,
         metadata_tags: p.instance.metadata_tags,
+        max_spot_price: p.instance.max_spot_price_usd,
         user_data: compiled.payload.base64(),
         payload_sha256,
         tags,

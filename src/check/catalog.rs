@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::compile::model::Market;
+
 /// One instance type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceType {
@@ -108,6 +110,18 @@ pub fn lookup(name: &str) -> Option<&'static InstanceType> {
 /// ```
 pub fn job_cost(price_per_hour: f64, seconds: u64) -> f64 {
     price_per_hour * seconds as f64 / 3600.0
+}
+
+/// The most an hour of one attempt on `t` can cost, in the worst case the
+/// cost guard plans for: on demand, its price; spot only, its cap (the
+/// profile's maximum spot price when lower, else the on-demand price: a
+/// spot price can rise to it); spot then on demand, the on-demand price
+/// (the attempt may end up there).
+pub fn worst_hourly(t: &InstanceType, market: Market, max_spot_price: Option<f64>) -> f64 {
+    match market {
+        Market::Spot => max_spot_price.map_or(t.price_per_hour, |cap| cap.min(t.price_per_hour)),
+        Market::OnDemand | Market::SpotThenOnDemand => t.price_per_hour,
+    }
 }
 
 /// GPU models ranked by what a job can expect of them (later is more).

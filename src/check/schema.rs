@@ -97,6 +97,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "instance_role": {"type": "string", "description": "The IAM role inside the instance profile: its name or its ARN (iam:PassRole is on the role)"},
                     "root_device": {"type": "string", "pattern": "^/dev/"},
                     "root_volume_gb": {"type": "integer", "minimum": 1},
+                    "max_spot_price_usd": {"type": "number", "exclusiveMinimum": 0, "description": "The most a spot instance may cost an hour (MaxPrice); the on-demand price when absent"},
                     "market": {"type": "string", "enum": ["on-demand", "spot", "spot-then-on-demand"], "description": "On demand (the default), spot only, or spot first and on demand when spot has no capacity or quota"},
                     "metadata_tags": {"type": "boolean", "description": "Whether the instance may read its tags from the metadata service"},
                     "max_cost_usd": {"type": "number", "minimum": 0, "description": "Refuse to launch when price × (timeout + grace) exceeds this"},

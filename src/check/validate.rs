@@ -339,14 +339,15 @@ impl Checks<'_> {
             if let Some(ceiling) = i.max_cost_usd {
                 let job = &self.p.profile.job;
                 let seconds = job.timeout.seconds() + job.grace.seconds();
-                let cost = crate::check::catalog::job_cost(t.price_per_hour, seconds);
+                let hourly = crate::check::catalog::worst_hourly(t, i.market, i.max_spot_price_usd);
+                let cost = crate::check::catalog::job_cost(hourly, seconds);
                 if cost > ceiling {
                     self.report(
                         "instance.max_cost_usd",
                         Error::OverBudget {
                             instance_type: name.clone(),
                             cost,
-                            price_per_hour: t.price_per_hour,
+                            price_per_hour: hourly,
                             hours: seconds as f64 / 3600.0,
                             ceiling,
                         },

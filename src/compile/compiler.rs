@@ -190,6 +190,15 @@ fn check_required(p: &LoadedProfile) -> Result<()> {
     if job.log_dir.is_empty() {
         return Err(missing("job.log_dir", "where the job's logs and status go"));
     }
+    if let Some(price) = instance.max_spot_price_usd
+        && !(price.is_finite() && price > 0.0)
+    {
+        return Err(p.error(
+            "instance.max_spot_price_usd",
+            format!("is {price}: a spot price is dollars an hour, more than 0"),
+            Some("leave it out to let the on-demand price cap spot".to_string()),
+        ));
+    }
     let id_ok = crate::compile::patterns::compiled("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
         .expect("valid regex")
         .is_match(&job.id);

@@ -59,6 +59,11 @@ pub struct Instance {
     /// Where the instance is bought: on demand, on the spot market, or spot
     /// first with on demand when spot has no capacity (or no quota).
     pub market: Market,
+    /// The most a spot instance may cost an hour (RunInstances' MaxPrice);
+    /// absent, the on-demand price caps it. The cost guard prices a
+    /// spot-only attempt at this cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_spot_price_usd: Option<f64>,
     /// Whether the instance may read its own tags from the metadata service.
     pub metadata_tags: bool,
     /// Refuse to launch when the worst-case cost exceeds this.
@@ -88,6 +93,7 @@ impl Default for Instance {
             root_device: "/dev/xvda".to_string(),
             root_volume_gb: None,
             market: Market::OnDemand,
+            max_spot_price_usd: None,
             metadata_tags: false,
             max_cost_usd: None,
             account: None,

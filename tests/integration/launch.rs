@@ -875,6 +875,55 @@ fn cost_shows_the_spot_price_beside_the_on_demand_one_and_the_worst_case() {
 }
 
 #[test]
+fn a_maximum_spot_price_caps_the_worst_case_and_the_cost_guard() {
+    // On demand, $4.03 does not fit under $2.50; spot only, capped at
+    // $0.90 an hour, the worst case is $1.95 and it does.
+    let validate = |sets: &[&str]| {
+        let mut t = Test::new();
+        t.args([
+            "validate",
+            "traffic-sign-gpu",
+            "--set",
+            "instance.max_cost_usd=2.5",
+        ]);
+        for s in sets {
+            t.args(["--set", s]);
+        }
+        t.run()
+    };
+    contains(&validate(&[]).failure(1).stderr(), "over-budget");
+    validate(&["instance.market=spot", "instance.max_spot_price_usd=0.9"]).success();
+    // Spot then on demand may end on demand: the cap does not lower it.
+    contains(
+        &validate(&[
+            "instance.market=spot-then-on-demand",
+            "instance.max_spot_price_usd=0.9",
+        ])
+        .failure(1)
+        .stderr(),
+        "over-budget",
+    );
+    let run = Test::new()
+        .args(["cost", "traffic-sign-gpu", "--json"])
+        .args([
+            "--set",
+            "instance.market=spot",
+            "--set",
+            "instance.max_spot_price_usd=0.9",
+        ])
+        .run()
+        .success();
+    let report: Json = serde_json::from_str(&run.stdout()).unwrap();
+    let worst = report["types"][0]["worst_case"].as_f64().unwrap();
+    assert!((worst - 0.9 * 130.0 / 60.0).abs() < 1e-9, "{report}");
+    let run = Test::new()
+        .args(["compile", "--set", "instance.max_spot_price_usd=0"])
+        .run()
+        .failure(2);
+    contains(&run.stderr(), "more than 0");
+}
+
+#[test]
 fn missing_credentials_are_one_line_with_what_to_do() {
     let mut t = Test::new();
     for var in [
@@ -969,6 +1018,8 @@ fn spot_falls_back_to_on_demand() {
                 "--set",
                 "instance.market=spot-then-on-demand",
                 "--set",
+                "instance.max_spot_price_usd=0.9",
+                "--set",
                 "job_id=spotty",
             ],
         )
@@ -976,11 +1027,12 @@ fn spot_falls_back_to_on_demand() {
     );
     assert_eq!(out["launched"], true);
     let tried = proxy.run_instances();
+    // The spot requests carry the profile's maximum price.
     assert_eq!(
         tried,
         [
-            format!("RunInstances g6e.xlarge {} spot", w.subnets[0]),
-            format!("RunInstances g6e.xlarge {} spot", w.subnets[1]),
+            format!("RunInstances g6e.xlarge {} spot max 0.9000", w.subnets[0]),
+            format!("RunInstances g6e.xlarge {} spot max 0.9000", w.subnets[1]),
             format!("RunInstances g6e.xlarge {}", w.subnets[0]),
         ],
         "spot in every subnet first, then on-demand"

@@ -462,8 +462,11 @@ fn answer(
         Instant::now(),
         if run {
             format!(
-                "{action} {itype} {subnet}{}{}",
+                "{action} {itype} {subnet}{}{}{}",
                 if spot { " spot" } else { "" },
+                p.get("InstanceMarketOptions.SpotOptions.MaxPrice")
+                    .map(|m| format!(" max {m}"))
+                    .unwrap_or_default(),
                 if dry { " dry-run" } else { "" }
             )
         } else {
