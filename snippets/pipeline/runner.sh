@@ -75,6 +75,7 @@ signal_pipeline() {
 # action time, leaving the finalizer its margin, whichever comes first.
 on_notice() {
   local action_at=$EPOCHSECONDS kill_in s
+  [ "$BASHPID" = "$$" ] || return
   TRAPPED=1
   NOTICE=$(<"$NOTICE_FILE") || return
   [[ $NOTICE =~ \"action_epoch\":\ ([0-9]+) ]] && action_at=${BASH_REMATCH[1]}
@@ -127,8 +128,10 @@ fi 2>/dev/null
 # status comes after its last write.
 if [ $how = unit ]; then
   for ((n = (KILL_AFTER_S + 5) * 10; n > 0; n--)); do
-    systemctl -q is-active bootforge-pipeline.service 2>/dev/null || break
-    sleep .1
+    case $(systemctl is-active bootforge-pipeline.service 2>/dev/null) in
+      active | activating | deactivating | reloading) sleep .1 ;;
+      *) break ;;
+    esac
   done
 fi
 

@@ -188,6 +188,10 @@ bounded() {
 
 finalize() {
   local rc=$? s efs=$LOG_FILE
+  # Only the runner itself finalizes: a child shell of it (a pipeline, a
+  # process substitution) that a shutdown's SIGTERM ends must not write a
+  # status of its own.
+  [ "$BASHPID" = "$$" ] || exit "$rc"
   trap - EXIT
   trap '' TERM INT HUP USR1
 {% if poweroff %}
@@ -223,6 +227,7 @@ finalize() {
 # stops its unit; a session is signalled here) and the runner finalizes
 # once it has ended; in any other phase the runner finalizes at once.
 on_term() {
+  [ "$BASHPID" = "$$" ] || exit 143
   SHUTDOWN=1 TRAPPED=1
   log "the instance is shutting down (SIGTERM) during phase ${PHASE:-start}"
   if [ "$PHASE" = run ] && [ -n "${pid:-}" ]; then
