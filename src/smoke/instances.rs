@@ -274,8 +274,15 @@ pub fn spot_interrupt(instances: &[Instance], warning: Duration) -> Result<Vec<T
             .and_then(|()| std::fs::rename(&temporary, &file))
             .map_err(|e| Error::io(&file, "write", e))?;
     }
+    wait_until_gone(instances, warning);
+    Ok(terminate(instances))
+}
+
+/// Waits, at most `bound`, until none of `instances` is left running.
+fn wait_until_gone(instances: &[Instance], bound: Duration) {
+    let start = Instant::now();
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-    while now() < action {
+    while start.elapsed() < bound {
         let alive = self::instances(&[]).unwrap_or_default();
         if !alive
             .iter()
@@ -285,7 +292,6 @@ pub fn spot_interrupt(instances: &[Instance], warning: Duration) -> Result<Vec<T
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    Ok(terminate(instances))
 }
 
 /// Ends local instances as EC2 ends an instance: asked to power off
@@ -295,18 +301,7 @@ pub fn terminate(instances: &[Instance]) -> Vec<Termination> {
     for i in instances {
         let _ = docker(&["kill", "--signal", "SIGRTMIN+4", &container(i)]);
     }
-    let start = Instant::now();
-    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-    while start.elapsed() < STOP_BOUND {
-        let alive = self::instances(&[]).unwrap_or_default();
-        if !alive
-            .iter()
-            .any(|i| ids.contains(&i.id) && i.state != "terminated")
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_until_gone(instances, STOP_BOUND);
     instances
         .iter()
         .map(|i| {
