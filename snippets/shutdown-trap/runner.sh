@@ -118,10 +118,14 @@ fail() {
 }
 
 # The run number of the job, from the launcher's claim in its directory
-# (none without one): attempts of one run share its checkpoint folder.
+# (none without one): attempts of one run share its checkpoint folder. The
+# claim is copied to local disk while the EFS answers, so that the status
+# (attempt, market, price) never waits for a hung EFS.
 claimed_run() {
-  timeout 10 python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["run"])' \
-    "$JOB_DIR/claim.json" 2>/dev/null
+  rm -f "$LOCAL_DIR/claim.json"
+  timeout 10 cp "$JOB_DIR/claim.json" "$LOCAL_DIR/claim.json" 2>/dev/null &&
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["run"])' \
+      "$LOCAL_DIR/claim.json" 2>/dev/null
 }
 
 # Once the file system holding the job's directory is there, the log and
@@ -166,7 +170,7 @@ status() {
     instance_id="$INSTANCE_ID" boot_id="$BOOT_ID" instance_type="$INSTANCE_TYPE" \
     outcome="$OUTCOME" exit_code="$EXIT_CODE" message="$MESSAGE" phases="$PHASES" \
     gpu_name="$GPU_NAME" gpu_driver="$GPU_DRIVER" notice="$NOTICE" \
-    started_at="$STARTED_AT" log="$JOB_DIR/job.log"
+    started_at="$STARTED_AT" log="$JOB_DIR/job.log" claim="$LOCAL_DIR/claim.json"
 }
 
 # put DIR TEXT: DIR/status.json, atomically.

@@ -7,10 +7,38 @@ when unknown), `phases` (the body of a JSON object: `"mount": 3, "deps":
 `gpu_driver` make the `gpu` object. With `final=0` the status is written
 ahead of the end (a spot notice: the outcome is known, the run not over)
 and has no `ended_at`; otherwise `ended_at` is now.
+
+`claim` names the launcher's claim on the job, when there is one: it gives
+the attempt of the run this instance is, and the market and price of the
+request that launched it.
 """
 import json
 import sys
 import time
+
+
+def claimed(path, instance_id):
+    """The attempt, market and price the launcher's claim gives this instance."""
+    try:
+        with open(path) as f:
+            claim = json.load(f)
+    except (OSError, ValueError):
+        return {"attempt": None, "market": None, "price_per_hour": None}
+    mine = claim.get("instance_id") == instance_id
+    launched = [
+        r
+        for r in claim.get("requests", claim.get("attempts", []))
+        if r.get("result") == "launched " + instance_id
+    ]
+    request = launched[0] if launched else {}
+    market = None
+    if request:
+        market = "spot" if request.get("spot") else "on-demand"
+    return {
+        "attempt": claim.get("attempt", 1) if mine else None,
+        "market": market,
+        "price_per_hour": request.get("price_per_hour"),
+    }
 
 
 def main():
@@ -33,6 +61,7 @@ def main():
         "final": given.get("final", "1") != "0",
         "log": given["log"],
     }
+    status.update(claimed(given.get("claim", ""), given["instance_id"]))
     if status["final"]:
         status["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(json.dumps(status))

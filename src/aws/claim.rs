@@ -1,15 +1,17 @@
-//! One job, one instance: the claim a launch makes on its job, in the job's
-//! directory that the launching hosts share through the EFS.
+//! One job, one instance at a time: the claim a launch makes on its job, in
+//! the job's directory that the launching hosts share through the EFS.
 //!
 //! EC2's ClientToken makes one RunInstances call idempotent, never a job:
-//! every fallback attempt has a token of its own, and a token's promise ends
+//! every fallback request has a token of its own, and a token's promise ends
 //! with its instance. The claim is what makes a job launch once across
-//! attempts, processes and hosts. It records the run (its number and the
-//! launch time every tag and token derives from, so that a retried request
-//! is byte-identical), each attempt before it is sent, and the instance once
-//! known. A launch that finds a live claim attaches to its run instead of
+//! requests, processes and hosts. It records the run (its number), the
+//! current attempt of that run (its number and the launch time every tag and
+//! token derives from, so that a retried request is byte-identical), each
+//! RunInstances request before it is sent, the instance once known, and the
+//! run's earlier attempts (how each ended, on which market, at what price).
+//! A launch that finds a live claim attaches to its attempt instead of
 //! launching; one whose holder stopped refreshing it before an instance was
-//! known takes it over and sends the same attempts again, under the same
+//! known takes it over and sends the same requests again, under the same
 //! tokens.
 //!
 //! Every change happens under a lock file made by exclusive create (which
@@ -35,36 +37,78 @@ pub const LOCK_STALE: Duration = Duration::from_secs(30);
 /// A holder that has not refreshed its claim for this long has stopped.
 pub const HOLDER_STALE: Duration = Duration::from_secs(60);
 
-/// One RunInstances attempt of a run, recorded before it is sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimedAttempt {
+/// One RunInstances request of an attempt, recorded before it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedRequest {
     pub client_token: String,
     pub instance_type: String,
     pub subnet: String,
     pub spot: bool,
     /// What EC2 answered, once it did (`launched i-…`, the error code…).
     pub result: Option<String>,
+    /// The price an hour the instance is expected to cost on this market
+    /// (the spot price known at launch, or the on-demand one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_hour: Option<f64>,
 }
 
-/// A job's claim: the run that holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An attempt of the run that has ended, as the claim keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedAttempt {
+    pub attempt: u32,
+    pub instance_id: String,
+    pub instance_type: String,
+    /// `spot` or `on-demand`.
+    pub market: String,
+    pub price_per_hour: Option<f64>,
+    /// Seconds since the epoch: the attempt's launch, and when its end was
+    /// seen.
+    pub launched_at: u64,
+    pub ended_at: u64,
+    pub outcome: String,
+    /// EC2's StateReason code, when it gave one.
+    pub state_reason: Option<String>,
+    /// Runtime × price, when the price is known.
+    pub cost_usd: Option<f64>,
+}
+
+/// A job's claim: the run that holds it, and its current attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
     pub profile: String,
     pub job: String,
     /// 1 for the job's first run; `launch --rerun` makes the next.
     pub run: u32,
-    /// Seconds since the epoch: the launch time the run's tags and tokens
-    /// derive from.
+    /// The run's current attempt: 1 for the first; a retry policy makes
+    /// the next (same run, same checkpoint folder).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Seconds since the epoch: the launch time of the current attempt,
+    /// which its tags and tokens derive from.
     pub launched_at: u64,
     pub payload_sha256: String,
-    /// Who launches the run (`host:pid`), and when it last said so.
+    /// Who launches the attempt (`host:pid`), and when it last said so.
     pub holder: String,
     pub heartbeat: u64,
-    pub attempts: Vec<ClaimedAttempt>,
+    /// The current attempt's RunInstances requests, in fallback order
+    /// (claims written before attempts existed called them `attempts`).
+    #[serde(alias = "attempts")]
+    pub requests: Vec<ClaimedRequest>,
     pub instance_id: Option<String>,
-    /// Why the run ended without an instance (no capacity, a quota…); a
-    /// later launch of the job takes the run over and tries again.
+    /// Why the attempt ended without an instance (no capacity, a quota…);
+    /// a later launch of the job takes it over and tries again.
     pub failed: Option<String>,
+    /// Who ended the current attempt on purpose (`bootforge terminate`),
+    /// and when: such a job is never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_on_purpose: Option<String>,
+    /// The run's earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<EndedAttempt>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl Claim {
@@ -74,14 +118,41 @@ impl Claim {
             profile: profile.to_string(),
             job: job.to_string(),
             run,
+            attempt: 1,
             launched_at: now,
             payload_sha256: payload_sha256.to_string(),
             holder: holder(),
             heartbeat: now,
-            attempts: Vec::new(),
+            requests: Vec::new(),
             instance_id: None,
             failed: None,
+            ended_on_purpose: None,
+            earlier: Vec::new(),
         }
+    }
+
+    /// How many of the run's earlier attempts were interrupted.
+    pub fn interruptions(&self) -> u32 {
+        self.earlier
+            .iter()
+            .filter(|a| a.outcome == "interrupted")
+            .count() as u32
+    }
+
+    /// The next attempt of the run, after the current one ended as `ended`
+    /// says, held by this process from `now`.
+    pub fn next_attempt(&self, ended: EndedAttempt, now: u64) -> Claim {
+        let mut next = self.clone();
+        next.earlier.push(ended);
+        next.attempt += 1;
+        next.launched_at = now;
+        next.holder = holder();
+        next.heartbeat = now;
+        next.requests.clear();
+        next.instance_id = None;
+        next.failed = None;
+        next.ended_on_purpose = None;
+        next
     }
 
     /// Whether its holder still refreshes it.
@@ -159,11 +230,31 @@ impl Claims {
         Ok(out)
     }
 
+    /// Records that the current attempt's instance `instance` is being
+    /// ended on purpose (by `bootforge terminate`), so that no retry policy
+    /// starts another attempt. False when the claim's attempt is on another
+    /// instance.
+    pub fn end_on_purpose(&self, instance: &str, at: u64) -> Result<bool> {
+        self.update(|c| match c {
+            Some(mut c) if c.instance_id.as_deref() == Some(instance) => {
+                c.ended_on_purpose = Some(format!(
+                    "bootforge terminate ({}) at {}",
+                    holder(),
+                    crate::clock::rfc3339(at)
+                ));
+                (Some(c), true)
+            }
+            _ => (None, false),
+        })
+    }
+
     fn write(&self, claim: &Claim) -> Result<()> {
         let tmp = self
             .dir
             .join(format!(".claim.json.{}", holder().replace([':', '/'], "-")));
-        let text = serde_json::to_string_pretty(claim).expect("a claim serializes");
+        let text = serde_json::to_string_pretty(claim).map_err(|e| Error::Usage {
+            message: format!("the claim of job {} cannot be written: {e}", claim.job),
+        })?;
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
@@ -247,12 +338,13 @@ mod tests {
                         claims
                             .update(|c| {
                                 let mut c = c.unwrap();
-                                c.attempts.push(ClaimedAttempt {
+                                c.requests.push(ClaimedRequest {
                                     client_token: format!("{n}-{k}"),
                                     instance_type: String::new(),
                                     subnet: String::new(),
                                     spot: false,
                                     result: None,
+                                    price_per_hour: None,
                                 });
                                 (Some(c), ())
                             })
@@ -264,7 +356,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(claims.read().unwrap().unwrap().attempts.len(), 80);
+        assert_eq!(claims.read().unwrap().unwrap().requests.len(), 80);
     }
 
     #[test]
@@ -288,6 +380,36 @@ mod tests {
         assert!(c.mine());
         assert!(c.holder_alive(1_000 + 59));
         assert!(!c.holder_alive(1_000 + 60));
+    }
+
+    #[test]
+    fn a_claim_written_before_attempts_reads_as_the_first_attempt() {
+        let old = r#"{"profile": "p", "job": "j", "run": 2, "launched_at": 100,
+            "payload_sha256": "sha", "holder": "h:1", "heartbeat": 100,
+            "attempts": [{"client_token": "t", "instance_type": "g6e.xlarge",
+                "subnet": "s", "spot": false, "result": "launched i-1"}],
+            "instance_id": "i-1", "failed": null}"#;
+        let c: Claim = serde_json::from_str(old).unwrap();
+        assert_eq!((c.run, c.attempt), (2, 1));
+        assert_eq!(c.requests.len(), 1);
+        assert!(c.earlier.is_empty());
+        let ended = EndedAttempt {
+            attempt: 1,
+            instance_id: "i-1".to_string(),
+            instance_type: "g6e.xlarge".to_string(),
+            market: "spot".to_string(),
+            price_per_hour: Some(0.67),
+            launched_at: 100,
+            ended_at: 200,
+            outcome: "interrupted".to_string(),
+            state_reason: Some("Server.SpotInstanceTermination".to_string()),
+            cost_usd: None,
+        };
+        let next = c.next_attempt(ended, 300);
+        assert_eq!((next.run, next.attempt, next.launched_at), (2, 2, 300));
+        assert!(next.requests.is_empty() && next.instance_id.is_none());
+        assert_eq!(next.interruptions(), 1);
+        assert!(next.mine());
     }
 
     #[test]

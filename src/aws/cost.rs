@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::check::catalog;
-use crate::compile::model::{Market, Profile};
+use crate::compile::model::Profile;
 
 /// `cost PROFILE`: the price of a job and the cheaper types that would do.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +21,8 @@ pub struct CostReport {
     /// Where the spot prices come from, when the profile buys spot.
     pub spot_source: Option<&'static str>,
     pub max_cost_usd: Option<f64>,
+    /// The retry policy's attempts in all (1 without one).
+    pub attempts: u32,
     pub types: Vec<TypeCost>,
     /// Catalog types with the same GPU or a better one, cheaper than the
     /// profile's first type.
@@ -41,12 +43,14 @@ pub struct TypeCost {
     pub expected_at_timeout: Option<f64>,
     /// 1 − expected / on demand.
     pub expected_saving: Option<f64>,
-    /// The most a job can cost: every attempt at its cap (a spot
-    /// instance's price can rise to the on-demand one).
+    /// The most a job can cost: every attempt of its retry policy run to
+    /// the end of its budget, each at its cap (a spot instance's price can
+    /// rise to the on-demand one).
     pub worst_case: Option<f64>,
 }
 
-fn type_cost(name: &str, seconds: u64, market: Market, max_spot: Option<f64>) -> TypeCost {
+fn type_cost(name: &str, seconds: u64, profile: &Profile) -> TypeCost {
+    let (market, max_spot) = (profile.instance.market, profile.instance.max_spot_price_usd);
     let entry = catalog::lookup(name);
     let on_demand = entry.map(|t| catalog::job_cost(t.price_per_hour, seconds));
     let spot = catalog::spot_price(name).filter(|_| market.uses_spot());
@@ -66,7 +70,7 @@ fn type_cost(name: &str, seconds: u64, market: Market, max_spot: Option<f64>) ->
             .filter(|(_, d)| *d > 0.0)
             .map(|(e, d)| 1.0 - e / d),
         worst_case: entry
-            .map(|t| catalog::job_cost(catalog::worst_hourly(t, market, max_spot), seconds)),
+            .map(|t| catalog::worst_case(t, market, max_spot, profile.job.retry.as_ref(), seconds)),
     }
 }
 
@@ -76,12 +80,11 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
     let seconds = job.timeout.seconds() + job.grace.seconds();
     let hours = seconds as f64 / 3600.0;
     let market = profile.instance.market;
-    let max_spot = profile.instance.max_spot_price_usd;
     let types: Vec<TypeCost> = profile
         .instance
         .types
         .iter()
-        .map(|t| type_cost(t, seconds, market, max_spot))
+        .map(|t| type_cost(t, seconds, profile))
         .collect();
     let mut cheaper = Vec::new();
     if let Some(first) = profile
@@ -96,7 +99,7 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
                 && t.gpu_count >= first.gpu_count
                 && t.gpu_memory_gib >= first.gpu_memory_gib;
             if good && t.price_per_hour < first.price_per_hour && t.name != first.name {
-                cheaper.push(type_cost(t.name, seconds, market, max_spot));
+                cheaper.push(type_cost(t.name, seconds, profile));
             }
         }
         cheaper.sort_by(|a, b| {
@@ -113,6 +116,7 @@ pub fn cost(name: &str, profile: &Profile) -> CostReport {
         market: market.name(),
         spot_source: market.uses_spot().then_some(catalog::SPOT_PRICE_SOURCE),
         max_cost_usd: profile.instance.max_cost_usd,
+        attempts: profile.job.retry.as_ref().map_or(1, |r| r.attempts),
         types,
         cheaper,
     }

@@ -22,7 +22,9 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 };
 use serde::Serialize;
 
-use crate::aws::plan::{Attempt, LaunchPlan, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN};
+use crate::aws::plan::{
+    LaunchPlan, RunRequest, TAG_ATTEMPT, TAG_DEADLINE, TAG_JOB, TAG_PROFILE, TAG_RUN,
+};
 use crate::clock::parse_rfc3339;
 use crate::diagnostics::{Error, Result};
 
@@ -44,6 +46,8 @@ pub struct Instance {
     pub profile: Option<String>,
     pub job: Option<String>,
     pub run: Option<String>,
+    /// The attempt of the run (its tag; 1 when an older launch left none).
+    pub attempt: Option<String>,
     pub deadline: Option<String>,
     /// Why EC2 changed its state last (`Server.SpotInstanceTermination`…).
     pub state_reason: Option<StateReason>,
@@ -63,12 +67,12 @@ impl Instance {
     }
 }
 
-/// Why a RunInstances attempt did not start an instance.
+/// Why a RunInstances request did not start an instance.
 #[derive(Debug)]
-pub enum AttemptError {
+pub enum RequestError {
     /// No capacity there: try the next subnet or type.
     Capacity(String),
-    /// The account's quota: no other attempt helps now.
+    /// The account's quota: no other request helps now.
     Quota(Error),
     /// The token already launched an instance, which has terminated since:
     /// this run is over.
@@ -232,11 +236,11 @@ fn tags(plan: &LaunchPlan) -> Vec<Tag> {
         .collect()
 }
 
-/// One RunInstances call for `attempt`, or its dry run.
+/// One RunInstances call for `request`, or its dry run.
 async fn run_instances(
     client: &Client,
     plan: &LaunchPlan,
-    attempt: &Attempt,
+    request: &RunRequest,
     dry_run: bool,
 ) -> std::result::Result<
     String,
@@ -257,11 +261,11 @@ async fn run_instances(
             .set_tags(Some(tags(plan)))
             .build()
     };
-    let mut request = client
+    let mut call = client
         .run_instances()
         .image_id(&plan.ami)
-        .instance_type(InstanceType::from(attempt.instance_type.as_str()))
-        .subnet_id(&attempt.subnet)
+        .instance_type(InstanceType::from(request.instance_type.as_str()))
+        .subnet_id(&request.subnet)
         .set_security_group_ids(Some(plan.security_groups.clone()))
         .set_key_name(plan.key_pair.clone())
         .block_device_mappings(
@@ -288,17 +292,17 @@ async fn run_instances(
         .user_data(&plan.user_data)
         .min_count(1)
         .max_count(1)
-        .client_token(&attempt.client_token)
+        .client_token(&request.client_token)
         .dry_run(dry_run);
     if let Some(profile) = &plan.instance_profile {
-        request = request.iam_instance_profile(
+        call = call.iam_instance_profile(
             IamInstanceProfileSpecification::builder()
                 .name(profile)
                 .build(),
         );
     }
-    if attempt.spot {
-        request = request.instance_market_options(
+    if request.spot {
+        call = call.instance_market_options(
             InstanceMarketOptionsRequest::builder()
                 .market_type(MarketType::Spot)
                 .spot_options(
@@ -311,7 +315,7 @@ async fn run_instances(
                 .build(),
         );
     }
-    let out = request.send().await?;
+    let out = call.send().await?;
     Ok(out
         .instances()
         .first()
@@ -320,43 +324,43 @@ async fn run_instances(
         .to_string())
 }
 
-/// Launches one attempt; capacity errors are told apart from the rest.
+/// Sends one request; capacity errors are told apart from the rest.
 pub async fn launch(
     client: &Client,
     plan: &LaunchPlan,
-    attempt: &Attempt,
-) -> std::result::Result<String, AttemptError> {
-    match run_instances(client, plan, attempt, false).await {
+    request: &RunRequest,
+) -> std::result::Result<String, RequestError> {
+    match run_instances(client, plan, request, false).await {
         Ok(id) if !id.is_empty() => Ok(id),
-        Ok(_) => Err(AttemptError::Fatal(Error::Aws {
+        Ok(_) => Err(RequestError::Fatal(Error::Aws {
             operation: "RunInstances",
             code: String::new(),
             message: "EC2 answered without an instance".to_string(),
             help: None,
         })),
         Err(e) if e.code() == Some("IdempotentInstanceTerminated") => {
-            Err(AttemptError::InstanceTerminated)
+            Err(RequestError::InstanceTerminated)
         }
         Err(e) if e.code().is_some_and(|c| QUOTA_CODES.contains(&c)) => {
-            Err(AttemptError::Quota(Error::Quota {
+            Err(RequestError::Quota(Error::Quota {
                 code: e.code().unwrap_or_default().to_string(),
                 message: e.message().unwrap_or_default().to_string(),
             }))
         }
         Err(e) if e.code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => {
-            Err(AttemptError::Capacity(format!(
+            Err(RequestError::Capacity(format!(
                 "{}: {}",
                 e.code().unwrap_or_default(),
                 e.message().unwrap_or_default()
             )))
         }
-        Err(e) => Err(AttemptError::Fatal(aws_error("RunInstances", &e))),
+        Err(e) => Err(RequestError::Fatal(aws_error("RunInstances", &e))),
     }
 }
 
 /// Asks EC2 whether the launch would be allowed, without launching.
-pub async fn dry_run(client: &Client, plan: &LaunchPlan, attempt: &Attempt) -> Result<DryRun> {
-    match run_instances(client, plan, attempt, true).await {
+pub async fn dry_run(client: &Client, plan: &LaunchPlan, request: &RunRequest) -> Result<DryRun> {
+    match run_instances(client, plan, request, true).await {
         Err(e) if e.code() == Some("DryRunOperation") => Ok(DryRun {
             allowed: true,
             message: "allowed: RunInstances with this profile would succeed".to_string(),
@@ -404,6 +408,7 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         profile: tag(TAG_PROFILE),
         job: tag(TAG_JOB),
         run: tag(TAG_RUN),
+        attempt: tag(TAG_ATTEMPT),
         deadline: tag(TAG_DEADLINE),
         state_reason: i.state_reason().map(|r| StateReason {
             code: r.code().unwrap_or_default().to_string(),
@@ -502,9 +507,10 @@ pub async fn get(client: &Client, id: &str) -> Result<Option<Instance>> {
     }
 }
 
-/// The instances of `job`'s run `run`, whatever their state.
-pub async fn find_run(client: &Client, job: &str, run: u32) -> Result<Vec<Instance>> {
-    describe(
+/// The instances of attempt `attempt` of `job`'s run `run`, whatever their
+/// state.
+pub async fn find_run(client: &Client, job: &str, run: u32, attempt: u32) -> Result<Vec<Instance>> {
+    let found = describe(
         client,
         vec![
             filter(&format!("tag:{TAG_JOB}"), &[job]),
@@ -512,7 +518,12 @@ pub async fn find_run(client: &Client, job: &str, run: u32) -> Result<Vec<Instan
         ],
         Vec::new(),
     )
-    .await
+    .await?;
+    let wanted = attempt.to_string();
+    Ok(found
+        .into_iter()
+        .filter(|i| i.attempt.as_deref().unwrap_or("1") == wanted)
+        .collect())
 }
 
 /// The instance's console output (the last 64 KB EC2 keeps), decoded.

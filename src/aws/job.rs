@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::aws::claim::{CLAIM_FILE, Claim, Claims};
 use crate::aws::ec2::{self, DryRun};
 use crate::aws::operate::{self, Launched};
+use crate::aws::retry::{self, Attempts, Verdict};
 use crate::aws::wait::{self, Finished, Intervals};
 use crate::clock::now;
 use crate::compile::Compiled;
@@ -61,9 +62,15 @@ pub struct Report {
     /// True when this launch started the instance.
     pub launched: bool,
     pub run: u32,
+    /// The run's attempt this report is about (the last one).
+    pub attempt: u32,
+    /// The retry policy's attempts in all (1 without one).
+    pub max_attempts: u32,
     pub instance_id: String,
     pub state: String,
     pub instance_type: String,
+    /// `spot` or `on-demand` (the market of the request that launched it).
+    pub market: Option<String>,
     pub subnet: Option<String>,
     pub private_ip: Option<String>,
     pub price_per_hour: Option<f64>,
@@ -80,6 +87,14 @@ pub struct Report {
     /// How the run ended: with `--wait`, or when it had already ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<Finished>,
+    /// The run's attempts that have ended, each with its market, price and
+    /// cost, and their cost summed.
+    #[serde(flatten)]
+    pub history: Attempts,
+    /// Why no further attempt was started, when the profile has a retry
+    /// policy and the job has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
     /// Whether the run had ended before this launch.
     #[serde(skip)]
     pub found_finished: bool,
@@ -93,8 +108,11 @@ impl Report {
     }
 }
 
-/// Launches the job of `compiled` (or attaches to its run), and with
-/// `request.wait` follows it to its end.
+/// Launches the job of `compiled` (or attaches to its current attempt), and
+/// with `request.wait` follows it to its end. Under a retry policy, an
+/// attempt that ended in an outcome the policy names starts the next one,
+/// here or in any later launch of the job (the claim says where the run
+/// is); the report comes when the job has ended.
 pub async fn launch(
     client: &Client,
     compiled: &Compiled,
@@ -113,30 +131,104 @@ pub async fn launch(
         )));
     }
     on(Event::Phase(format!("claiming job {}", job.id)));
-    let launched = operate::launch(
-        client,
-        compiled,
-        &claims,
-        request.rerun,
-        request.intervals,
-        on,
-    )
-    .await?;
-    let wait = match (&launched.finished, request.wait) {
-        (Some(_), _) | (None, false) => None,
-        (None, true) => Some(
-            wait::wait(
-                client,
-                &launched.instance,
-                claims.dir(),
-                request.intervals,
-                request.follow,
-                on,
-            )
-            .await?,
-        ),
+    let mut rerun = request.rerun;
+    loop {
+        let launched =
+            operate::launch(client, compiled, &claims, rerun, request.intervals, on).await?;
+        rerun = false;
+        let found_finished = launched.finished.is_some();
+        let finished = match (launched.finished.clone(), request.wait) {
+            (Some(f), _) => Some(f),
+            (None, true) => Some(
+                wait::wait(
+                    client,
+                    &launched.instance,
+                    claims.dir(),
+                    request.intervals,
+                    request.follow,
+                    on,
+                )
+                .await?,
+            ),
+            (None, false) => None,
+        };
+        match next_step(compiled, &claims, launched, finished, found_finished, on)? {
+            Step::Report(report) => return Ok(*report),
+            Step::Again => {}
+        }
+    }
+}
+
+/// What a launch does once it knows how the current attempt stands.
+pub(crate) enum Step {
+    /// The job has ended, or goes on without this launch waiting.
+    Report(Box<Report>),
+    /// The next attempt of the run: claim it, launch it, follow it.
+    Again,
+}
+
+/// After `launched` (and, when it has ended, `finished`): the report, or
+/// the next attempt under the profile's retry policy.
+pub(crate) fn next_step(
+    compiled: &Compiled,
+    claims: &Claims,
+    launched: Launched,
+    finished: Option<Finished>,
+    found_finished: bool,
+    on: &mut dyn FnMut(Event),
+) -> Result<Step> {
+    let claim = claims.read()?;
+    let current = claim.as_ref().filter(|c| {
+        c.run == launched.run && c.instance_id.as_deref() == Some(launched.instance.id.as_str())
+    });
+    let (Some(mut finished), Some(claim)) = (finished, current) else {
+        let history = claim
+            .as_ref()
+            .map_or_else(Attempts::default, |c| retry::attempts(c, None));
+        return Ok(Step::Report(Box::new(report(
+            compiled,
+            launched,
+            None,
+            claims,
+            history,
+            None,
+            found_finished,
+        ))));
     };
-    Ok(report(compiled, launched, wait, &claims))
+    let policy = compiled.profile.profile.job.retry.as_ref();
+    let now = now();
+    match retry::after(policy, claim, &launched.instance, &mut finished, now) {
+        Verdict::Next(ended) => {
+            let (attempt, outcome) = (ended.attempt, ended.outcome.clone());
+            if retry::advance(claims, claim.run, ended, now)? {
+                on(Event::Progress(format!(
+                    "job {} run {}: attempt {attempt} ended `{outcome}` on {}; starting attempt {} of {}",
+                    claim.job,
+                    claim.run,
+                    launched.instance.id,
+                    attempt + 1,
+                    policy.map_or(1, |p| p.attempts)
+                )));
+            }
+            Ok(Step::Again)
+        }
+        Verdict::End(why) => {
+            if let Some(why) = &why {
+                on(Event::Progress(format!("job {}: {why}", claim.job)));
+            }
+            let last = retry::ended(claim, &launched.instance, &finished, now);
+            let history = retry::attempts(claim, Some(last));
+            Ok(Step::Report(Box::new(report(
+                compiled,
+                launched,
+                Some(finished),
+                claims,
+                history,
+                why,
+                found_finished,
+            ))))
+        }
+    }
 }
 
 /// The report of `launched`, with how its run ended when it did (found
@@ -144,37 +236,49 @@ pub async fn launch(
 pub(crate) fn report(
     compiled: &Compiled,
     launched: Launched,
-    waited: Option<Finished>,
+    wait: Option<Finished>,
     claims: &Claims,
+    history: Attempts,
+    retry: Option<String>,
+    found_finished: bool,
 ) -> Report {
     let job = &compiled.profile.profile.job;
-    let found_finished = launched.finished.is_some();
-    let wait = launched.finished.or(waited);
     let i = launched.instance;
+    let request = launched.request;
     Report {
         launched: launched.launched,
         run: launched.run,
+        attempt: launched.attempt,
+        max_attempts: job.retry.as_ref().map_or(1, |r| r.attempts),
         instance_id: i.id,
         state: i.state,
         instance_type: i.instance_type,
+        market: request
+            .as_ref()
+            .map(|r| if r.spot { "spot" } else { "on-demand" }.to_string()),
         subnet: i.subnet,
         private_ip: i.private_ip,
-        price_per_hour: launched.price_per_hour,
+        price_per_hour: request
+            .as_ref()
+            .and_then(|r| r.price_per_hour)
+            .or(launched.price_per_hour),
         cost_at_timeout: launched.cost_at_timeout,
         deadline: i.deadline,
         profile: compiled.profile.name.clone(),
         job: job.id.clone(),
         payload_sha256: compiled.payload.sha256(),
-        client_token: launched.attempt.map(|a| a.client_token),
+        client_token: request.map(|r| r.client_token),
         no_capacity: launched.no_capacity,
         claim: claims.dir().join(CLAIM_FILE),
         claim_shared: launched.claim_shared,
         wait,
+        history,
+        retry,
         found_finished,
     }
 }
 
-/// `launch --dry-run`: whether EC2 would allow the first attempt of a
+/// `launch --dry-run`: whether EC2 would allow the first request of a
 /// first run, without launching or claiming anything.
 pub async fn dry_run(
     client: &Client,
@@ -192,5 +296,5 @@ pub async fn dry_run(
     for skipped in &plan.skipped {
         on(Event::Warning(format!("not using {skipped}")));
     }
-    ec2::dry_run(client, &plan, &plan.attempts[0]).await
+    ec2::dry_run(client, &plan, &plan.requests[0]).await
 }

@@ -2,8 +2,8 @@
 //! in `token`; `cost`, `iam`), and, with the `aws` feature, the calls
 //! themselves: the client, its answers and EC2's consistency bound (`ec2`),
 //! one job's one instance (`claim`, `operate`), waiting for its outcome
-//! (`wait`), cleaning up (`reap`) and what `launch` does and reports
-//! (`job`).
+//! (`wait`), the next attempt under a retry policy (`retry`), cleaning up
+//! (`reap`) and what `launch` does and reports (`job`).
 
 pub mod claim;
 pub mod cost;
@@ -17,6 +17,8 @@ pub mod operate;
 pub mod plan;
 #[cfg(feature = "aws")]
 pub mod reap;
+#[cfg(feature = "aws")]
+pub mod retry;
 pub mod token;
 #[cfg(feature = "aws")]
 pub mod wait;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::Client;
 use serde::Serialize;
 
-use crate::aws::claim::{Claim, ClaimedAttempt, Claims};
-use crate::aws::ec2::{self, AttemptError, Instance, VISIBILITY_BOUND};
-use crate::aws::plan::{Attempt, LaunchPlan};
+use crate::aws::claim::{Claim, ClaimedRequest, Claims};
+use crate::aws::ec2::{self, Instance, RequestError, VISIBILITY_BOUND};
+use crate::aws::plan::{LaunchPlan, RunRequest};
 use crate::aws::wait::{Finished, Intervals, report};
 use crate::check::catalog;
 use crate::clock::now;
@@ -35,8 +35,10 @@ pub struct Launched {
     pub launched: bool,
     /// The run of the job (1 for the first; `--rerun` makes the next).
     pub run: u32,
+    /// The run's attempt (1 for the first; a retry policy makes the next).
+    pub attempt: u32,
     pub instance: Instance,
-    pub attempt: Option<Attempt>,
+    pub request: Option<RunRequest>,
     /// Attempts that found no capacity, in order.
     pub no_capacity: Vec<String>,
     pub price_per_hour: Option<f64>,
@@ -84,7 +86,7 @@ pub fn decide(
         ));
     }
     let launching_now = c.instance_id.is_none() && c.failed.is_none() && c.holder_alive(now);
-    let unresolved = c.attempts.iter().any(|a| a.result.is_none());
+    let unresolved = c.requests.iter().any(|a| a.result.is_none());
     if rerun {
         return match (&c.instance_id, ended) {
             (Some(id), false) => Decision::Refuse(format!(
@@ -216,39 +218,47 @@ pub async fn launch(
     }
 }
 
-/// Records `result` for the attempt with `token`, adding it when new; and
+/// Records `result` for the request with `token`, adding it when new; and
 /// refreshes the holder's heartbeat.
-fn record(claims: &Claims, run: u32, attempt: &Attempt, result: Option<String>) -> Result<()> {
+fn record(
+    claims: &Claims,
+    key: (u32, u32),
+    request: &RunRequest,
+    result: Option<String>,
+) -> Result<()> {
     claims.update(|c| {
-        let Some(mut c) = c.filter(|c| c.run == run) else {
+        let Some(mut c) = c.filter(|c| (c.run, c.attempt) == key) else {
             return (None, ());
         };
         c.heartbeat = now();
         match c
-            .attempts
+            .requests
             .iter_mut()
-            .find(|a| a.client_token == attempt.client_token)
+            .find(|a| a.client_token == request.client_token)
         {
             Some(a) => a.result = result,
-            None => c.attempts.push(ClaimedAttempt {
-                client_token: attempt.client_token.clone(),
-                instance_type: attempt.instance_type.clone(),
-                subnet: attempt.subnet.clone(),
-                spot: attempt.spot,
+            None => c.requests.push(ClaimedRequest {
+                client_token: request.client_token.clone(),
+                instance_type: request.instance_type.clone(),
+                subnet: request.subnet.clone(),
+                spot: request.spot,
                 result,
+                price_per_hour: request.price_per_hour,
             }),
         }
         (Some(c), ())
     })
 }
 
+/// Records how attempt `key` (run, attempt) of the claim stands: its
+/// instance once known, or why it has none.
 pub(crate) fn settle(
     claims: &Claims,
-    run: u32,
+    key: (u32, u32),
     instance: Option<&str>,
     failed: Option<String>,
 ) -> Result<()> {
-    claims.update(|c| match c.filter(|c| c.run == run) {
+    claims.update(|c| match c.filter(|c| (c.run, c.attempt) == key) {
         Some(mut c) => {
             if let Some(id) = instance {
                 c.instance_id = Some(id.to_string());
@@ -280,29 +290,32 @@ async fn launch_run(
     // The holder says it is alive while the SDK retries and waits.
     let beat = {
         let claims = claims.clone();
-        let run = plan.run;
+        let key = (plan.run, plan.attempt);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let _ = claims.update(|c| match c.filter(|c| c.run == run && c.mine()) {
-                    Some(mut c) => {
-                        c.heartbeat = now();
-                        (Some(c), ())
-                    }
-                    None => (None, ()),
-                });
+                let _ =
+                    claims.update(
+                        |c| match c.filter(|c| (c.run, c.attempt) == key && c.mine()) {
+                            Some(mut c) => {
+                                c.heartbeat = now();
+                                (Some(c), ())
+                            }
+                            None => (None, ()),
+                        },
+                    );
             }
         })
     };
-    let result = send_attempts(client, &plan, claims, on).await;
+    let result = send_requests(client, &plan, claims, on).await;
     beat.abort();
-    let (id, attempt, no_capacity) = match result {
-        Ok(Sent::Launched(id, attempt, no_capacity)) => (id, Some(attempt), no_capacity),
+    let (id, request, no_capacity) = match result {
+        Ok(Sent::Launched(id, request, no_capacity)) => (id, Some(request), no_capacity),
         Ok(Sent::Ended) => {
             // A token of this run launched an instance that has terminated
             // since: the run is over. Its id, from its tags.
-            let found = find_run_instance(client, &plan.job, plan.run, on).await?;
-            settle(claims, plan.run, found.as_deref(), None)?;
+            let found = find_run_instance(client, &plan.job, (plan.run, plan.attempt), on).await?;
+            settle(claims, (plan.run, plan.attempt), found.as_deref(), None)?;
             let Some(id) = found else {
                 return Err(Error::Environment {
                     message: format!(
@@ -320,7 +333,7 @@ async fn launch_run(
             let finished = report(client, &instance, claims.dir(), intervals, on).await?;
             return Ok(launched(
                 false,
-                plan.run,
+                (plan.run, plan.attempt),
                 instance,
                 None,
                 Vec::new(),
@@ -344,9 +357,9 @@ async fn launch_run(
     };
     Ok(launched(
         true,
-        plan.run,
+        (plan.run, plan.attempt),
         instance,
-        attempt,
+        request,
         no_capacity,
         plan.budget_seconds,
         None,
@@ -357,9 +370,9 @@ async fn launch_run(
 #[allow(clippy::too_many_arguments)]
 fn launched(
     launched: bool,
-    run: u32,
+    (run, attempt): (u32, u32),
     instance: Instance,
-    attempt: Option<Attempt>,
+    request: Option<RunRequest>,
     no_capacity: Vec<String>,
     budget_seconds: u64,
     finished: Option<Finished>,
@@ -369,10 +382,11 @@ fn launched(
     Launched {
         launched,
         run,
+        attempt,
         cost_at_timeout: price.map(|p| catalog::job_cost(p, budget_seconds)),
         price_per_hour: price,
         instance,
-        attempt,
+        request,
         no_capacity,
         finished,
         claim_shared: claims.shared,
@@ -392,6 +406,7 @@ fn pending(id: &str, plan: &LaunchPlan) -> Instance {
         job: Some(plan.job.clone()),
         run: Some(plan.run.to_string()),
         deadline: Some(plan.deadline.clone()),
+        attempt: Some(plan.attempt.to_string()),
         state_reason: None,
     }
 }
@@ -407,12 +422,12 @@ fn not_visible(id: &str) -> Error {
 }
 
 enum Sent {
-    Launched(String, Attempt, Vec<String>),
+    Launched(String, RunRequest, Vec<String>),
     /// The run's instance has already terminated.
     Ended,
 }
 
-async fn send_attempts(
+async fn send_requests(
     client: &Client,
     plan: &LaunchPlan,
     claims: &Claims,
@@ -421,58 +436,73 @@ async fn send_attempts(
     let mut no_capacity = Vec::new();
     // The spot quota is not the on-demand one: spot-then-on-demand goes on
     // to its on-demand attempts when the spot quota is reached.
-    let on_demand_after = plan.attempts.iter().any(|a| !a.spot);
+    let on_demand_after = plan.requests.iter().any(|a| !a.spot);
     let mut spot_quota = false;
-    for attempt in &plan.attempts {
-        if attempt.spot && spot_quota {
+    for request in &plan.requests {
+        if request.spot && spot_quota {
             continue;
         }
-        let market = if attempt.spot { "spot" } else { "on-demand" };
-        record(claims, plan.run, attempt, None)?;
+        let market = if request.spot { "spot" } else { "on-demand" };
+        record(claims, (plan.run, plan.attempt), request, None)?;
         on(Event::Phase(format!(
             "launching {} {market}",
-            attempt.instance_type
+            request.instance_type
         )));
         on(Event::Progress(format!(
             "launching {} {market} in {}",
-            attempt.instance_type, attempt.subnet
+            request.instance_type, request.subnet
         )));
-        match ec2::launch(client, plan, attempt).await {
+        match ec2::launch(client, plan, request).await {
             Ok(id) => {
-                record(claims, plan.run, attempt, Some(format!("launched {id}")))?;
-                settle(claims, plan.run, Some(&id), None)?;
-                return Ok(Sent::Launched(id, attempt.clone(), no_capacity));
+                record(
+                    claims,
+                    (plan.run, plan.attempt),
+                    request,
+                    Some(format!("launched {id}")),
+                )?;
+                settle(claims, (plan.run, plan.attempt), Some(&id), None)?;
+                return Ok(Sent::Launched(id, request.clone(), no_capacity));
             }
-            Err(AttemptError::Capacity(why)) => {
+            Err(RequestError::Capacity(why)) => {
                 on(Event::Progress(format!(
                     "  no capacity: {why}; trying the next"
                 )));
-                record(claims, plan.run, attempt, Some(why.clone()))?;
+                record(claims, (plan.run, plan.attempt), request, Some(why.clone()))?;
                 no_capacity.push(format!(
                     "{} {market} in {}: {why}",
-                    attempt.instance_type, attempt.subnet
+                    request.instance_type, request.subnet
                 ));
             }
-            Err(AttemptError::InstanceTerminated) => {
+            Err(RequestError::InstanceTerminated) => {
                 record(
                     claims,
-                    plan.run,
-                    attempt,
+                    (plan.run, plan.attempt),
+                    request,
                     Some("IdempotentInstanceTerminated".to_string()),
                 )?;
                 return Ok(Sent::Ended);
             }
-            Err(AttemptError::Quota(e)) if attempt.spot && on_demand_after => {
+            Err(RequestError::Quota(e)) if request.spot && on_demand_after => {
                 on(Event::Progress(format!(
                     "  the spot quota is reached ({e}); on to on demand"
                 )));
-                record(claims, plan.run, attempt, Some(e.to_string()))?;
-                no_capacity.push(format!("{} spot: {e}", attempt.instance_type));
+                record(
+                    claims,
+                    (plan.run, plan.attempt),
+                    request,
+                    Some(e.to_string()),
+                )?;
+                no_capacity.push(format!("{} spot: {e}", request.instance_type));
                 spot_quota = true;
             }
-            Err(AttemptError::Quota(e)) | Err(AttemptError::Fatal(e)) => {
-                record(claims, plan.run, attempt, Some(e.to_string()))?;
-                settle(claims, plan.run, None, Some(e.to_string()))?;
+            Err(RequestError::Quota(e)) | Err(RequestError::Fatal(e)) => {
+                record(
+                    claims,
+                    (plan.run, plan.attempt),
+                    request,
+                    Some(e.to_string()),
+                )?;
+                settle(claims, (plan.run, plan.attempt), None, Some(e.to_string()))?;
                 return Err(e);
             }
         }
@@ -481,7 +511,12 @@ async fn send_attempts(
         "no capacity for any type and subnet of the profile ({})",
         no_capacity.join("; ")
     );
-    settle(claims, plan.run, None, Some(message.clone()))?;
+    settle(
+        claims,
+        (plan.run, plan.attempt),
+        None,
+        Some(message.clone()),
+    )?;
     Err(Error::Aws {
         operation: "RunInstances",
         code: "InsufficientInstanceCapacity".to_string(),
@@ -494,19 +529,23 @@ async fn send_attempts(
 async fn find_run_instance(
     client: &Client,
     job: &str,
-    run: u32,
+    (run, attempt): (u32, u32),
     on: &mut dyn FnMut(Event),
 ) -> Result<Option<String>> {
     let start = Instant::now();
     loop {
-        if let Some(i) = ec2::find_run(client, job, run).await?.into_iter().next() {
+        if let Some(i) = ec2::find_run(client, job, run, attempt)
+            .await?
+            .into_iter()
+            .next()
+        {
             return Ok(Some(i.id));
         }
         if start.elapsed() > VISIBILITY_BOUND {
             return Ok(None);
         }
         on(Event::Progress(format!(
-            "looking for run {run} of job {job} by its tags"
+            "looking for run {run} attempt {attempt} of job {job} by its tags"
         )));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -574,7 +613,7 @@ async fn attach(
     };
     Ok(launched(
         false,
-        claim.run,
+        (claim.run, claim.attempt),
         instance,
         None,
         Vec::new(),
@@ -645,12 +684,13 @@ mod tests {
         ));
         // Another payload while an attempt is unanswered: refuse.
         let mut unsure = claim(1, None, false, false);
-        unsure.attempts.push(ClaimedAttempt {
+        unsure.requests.push(ClaimedRequest {
             client_token: "t".to_string(),
             instance_type: "g6e.xlarge".to_string(),
             subnet: "s".to_string(),
             spot: false,
             result: None,
+            price_per_hour: None,
         });
         assert!(matches!(
             decide(Some(&unsure), "p", "j", "other", false, false, 1_010),

@@ -1,5 +1,5 @@
-//! What a launch sends, decided before any call: the attempts in fallback
-//! order (cost-guarded), the tags, the idempotency token, the deadline.
+//! What a launch sends, decided before any call: the RunInstances requests
+//! in fallback order (cost-guarded), the tags, the idempotency token, the deadline.
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -9,6 +9,7 @@ use crate::aws::token::client_token;
 use crate::check::catalog;
 use crate::clock::rfc3339;
 use crate::compile::Compiled;
+use crate::compile::model::Market;
 use crate::diagnostics::{Error, Result};
 
 /// Tag keys bootforge sets on every instance and volume it launches.
@@ -17,20 +18,24 @@ pub const TAG_JOB: &str = "bootforge:job";
 pub const TAG_PAYLOAD: &str = "bootforge:payload-sha256";
 pub const TAG_DEADLINE: &str = "bootforge:deadline";
 pub const TAG_RUN: &str = "bootforge:run";
+pub const TAG_ATTEMPT: &str = "bootforge:attempt";
 
 /// Past timeout + grace, the time an instance is allowed for booting and
 /// powering off before `reap` takes it for forgotten.
 pub const DEADLINE_MARGIN_SECONDS: u64 = 15 * 60;
 
-/// One RunInstances attempt: where and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Attempt {
+/// One RunInstances request of an attempt: where and how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRequest {
     pub instance_type: String,
     pub subnet: String,
     pub spot: bool,
-    /// Derived from profile, job, payload and this attempt: a retried call
-    /// is the same call to EC2, another attempt is another call.
+    /// Derived from profile, job, payload, the attempt and this request: a
+    /// retried call is the same call to EC2, another request another call.
     pub client_token: String,
+    /// What an hour is expected to cost: the spot price known (the
+    /// catalog's), or the on-demand one.
+    pub price_per_hour: Option<f64>,
 }
 
 /// Everything one launch sends.
@@ -40,6 +45,11 @@ pub struct LaunchPlan {
     pub job: String,
     /// The run of the job this plan launches (see [`crate::aws::claim`]).
     pub run: u32,
+    /// The attempt of that run (1 for the first).
+    pub attempt: u32,
+    /// The market this attempt is bought on: the profile's, or on demand
+    /// once its retry policy turns there.
+    pub market: Market,
     pub region: String,
     pub ami: String,
     pub security_groups: Vec<String>,
@@ -48,7 +58,7 @@ pub struct LaunchPlan {
     pub root_device: String,
     pub root_volume_gb: Option<u32>,
     pub metadata_tags: bool,
-    /// RunInstances' MaxPrice for spot attempts, when the profile sets one.
+    /// RunInstances' MaxPrice for spot requests, when the profile sets one.
     pub max_spot_price: Option<f64>,
     /// The payload in base64, as RunInstances carries it.
     #[serde(skip)]
@@ -57,15 +67,15 @@ pub struct LaunchPlan {
     pub tags: IndexMap<String, String>,
     pub deadline: String,
     pub deadline_epoch: u64,
-    pub attempts: Vec<Attempt>,
+    pub requests: Vec<RunRequest>,
     /// Instance types left out, and why.
     pub skipped: Vec<String>,
     pub budget_seconds: u64,
 }
 
-/// Plans the launch of `compiled` for the run `claim` holds: every tag and
-/// token derives from the claim, never from the current time, so that the
-/// same run always sends the same bytes. Fails when no instance type fits
+/// Plans the launch of `compiled` for the attempt `claim` holds: every tag
+/// and token derives from the claim, never from the current time, so that
+/// the same attempt always sends the same bytes. Fails when no instance type fits
 /// the profile's cost ceiling.
 pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
     let p = &compiled.profile.profile;
@@ -80,16 +90,32 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         match (p.instance.max_cost_usd, catalog::lookup(t)) {
             (None, _) => types.push(t.clone()),
             (Some(ceiling), Some(entry)) => {
-                let hourly =
-                    catalog::worst_hourly(entry, p.instance.market, p.instance.max_spot_price_usd);
-                let worst = catalog::job_cost(hourly, budget);
+                let worst = catalog::worst_case(
+                    entry,
+                    p.instance.market,
+                    p.instance.max_spot_price_usd,
+                    job.retry.as_ref(),
+                    budget,
+                );
                 if worst <= ceiling {
                     types.push(t.clone());
                 } else {
+                    let attempts = job.retry.as_ref().map_or(1, |r| r.attempts);
+                    let hours = budget as f64 / 3600.0;
+                    let priced = if attempts > 1 {
+                        format!(
+                            "{attempts} attempts of {hours:.2} h of timeout and grace, each at its cap"
+                        )
+                    } else {
+                        let hourly = catalog::worst_hourly(
+                            entry,
+                            p.instance.market,
+                            p.instance.max_spot_price_usd,
+                        );
+                        format!("${hourly:.4}/h × {hours:.2} h of timeout and grace")
+                    };
                     skipped.push(format!(
-                        "{t}: ${:.4}/h × {:.2} h of timeout and grace = ${worst:.2}, over max_cost_usd ${ceiling:.2}",
-                        hourly,
-                        budget as f64 / 3600.0
+                        "{t}: {priced} = ${worst:.2}, over max_cost_usd ${ceiling:.2}"
                     ));
                 }
             }
@@ -104,18 +130,27 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
             reasons: skipped,
         });
     }
-    let mut attempts = Vec::new();
-    for &spot in p.instance.market.attempts() {
+    let mut requests = Vec::new();
+    let market = job.retry.as_ref().map_or(p.instance.market, |r| {
+        r.market(p.instance.market, claim.interruptions())
+    });
+    for &spot in market.attempts() {
         for t in &types {
             for subnet in &p.instance.subnets {
-                attempts.push(Attempt {
+                let on_demand = catalog::lookup(t).map(|e| e.price_per_hour);
+                requests.push(RunRequest {
+                    price_per_hour: if spot {
+                        catalog::spot_price(t).or(on_demand)
+                    } else {
+                        on_demand
+                    },
                     instance_type: t.clone(),
                     subnet: subnet.clone(),
                     spot,
                     client_token: client_token(
                         name,
                         &job.id,
-                        (claim.run, claim.launched_at),
+                        (claim.run, claim.attempt, claim.launched_at),
                         &payload_sha256,
                         (t, subnet, spot),
                     ),
@@ -133,6 +168,7 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
     tags.insert(TAG_PROFILE.to_string(), name.clone());
     tags.insert(TAG_JOB.to_string(), job.id.clone());
     tags.insert(TAG_RUN.to_string(), claim.run.to_string());
+    tags.insert(TAG_ATTEMPT.to_string(), claim.attempt.to_string());
     tags.insert(TAG_PAYLOAD.to_string(), payload_sha256.clone());
     tags.insert(TAG_DEADLINE.to_string(), rfc3339(deadline_epoch));
 
@@ -140,6 +176,8 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         profile: name.clone(),
         job: job.id.clone(),
         run: claim.run,
+        attempt: claim.attempt,
+        market,
         region: p.instance.region.clone(),
         ami: p.instance.ami.clone(),
         security_groups: p.instance.security_groups.clone(),
@@ -154,7 +192,7 @@ pub fn plan(compiled: &Compiled, claim: &Claim) -> Result<LaunchPlan> {
         tags,
         deadline: rfc3339(deadline_epoch),
         deadline_epoch,
-        attempts,
+        requests,
         skipped,
         budget_seconds: budget,
     })

@@ -22,6 +22,9 @@ pub struct Alive {
     pub instance_id: String,
     pub profile: Option<String>,
     pub job: Option<String>,
+    /// The job's run and the attempt of that run this instance is.
+    pub run: Option<String>,
+    pub attempt: Option<String>,
     pub state: String,
     pub instance_type: String,
     pub age_seconds: u64,
@@ -39,6 +42,11 @@ pub fn alive(instances: &[Instance], now: u64) -> Vec<Alive> {
             let age = i.launched.map_or(0, |l| now.saturating_sub(l));
             Alive {
                 instance_id: i.id.clone(),
+                run: i.run.clone(),
+                attempt: i
+                    .attempt
+                    .clone()
+                    .or_else(|| i.run.as_ref().map(|_| "1".to_string())),
                 profile: i.profile.clone(),
                 job: i.job.clone(),
                 state: i.state.clone(),
@@ -184,6 +192,7 @@ mod tests {
             job: job.map(str::to_string),
             run: None,
             deadline: deadline.map(str::to_string),
+            attempt: None,
             state_reason: None,
         }
     }

@@ -34,10 +34,14 @@ pub struct Finished {
     /// Whether bootforge had to terminate the instance itself (it outlived
     /// its deadline, or stopped instead of terminating).
     pub terminated_by_bootforge: bool,
+    /// Who ended the job on purpose, when someone did: such a job is never
+    /// retried (see [`crate::aws::retry`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_on_purpose: Option<String>,
 }
 
 /// The exit code of `launch --wait` for an outcome: 0 succeeded, 1 the job
-/// ended otherwise, 3 no status was ever written, 4 the instance was
+/// ended otherwise (`terminated` on purpose among them), 3 no status was ever written, 4 the instance was
 /// interrupted (spot), 5 it failed to launch.
 pub fn exit_code(outcome: &str) -> i32 {
     match outcome {
@@ -132,6 +136,7 @@ pub(crate) async fn report(
         status,
         state_reason: instance.state_reason.clone(),
         terminated_by_bootforge: false,
+        ended_on_purpose: None,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::compile::model::Market;
+use crate::compile::model::{Market, Retry};
 
 /// One instance type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,6 +122,35 @@ pub fn worst_hourly(t: &InstanceType, market: Market, max_spot_price: Option<f64
         Market::Spot => max_spot_price.map_or(t.price_per_hour, |cap| cap.min(t.price_per_hour)),
         Market::OnDemand | Market::SpotThenOnDemand => t.price_per_hour,
     }
+}
+
+/// The most one job on `t` can cost over `seconds` of timeout and grace
+/// per attempt, under the profile's retry policy: every attempt runs its
+/// whole budget and is interrupted, each priced at its cap (see
+/// [`worst_hourly`]), on demand once the policy turns there.
+///
+/// ```
+/// use bootforge::compile::model::{Market, Retry, RetryOn};
+/// let t = bootforge::check::catalog::lookup("g6e.xlarge").unwrap();
+/// let retry = Retry { on: vec![RetryOn::Interrupted], attempts: 3, on_demand_after: Some(2) };
+/// // Three attempts of 130 minutes, spot capped at $0.90, the third on demand.
+/// let worst = bootforge::check::catalog::worst_case(t, Market::Spot, Some(0.90), Some(&retry), 130 * 60);
+/// assert!((worst - (0.90 + 0.90 + 1.861) * 130.0 / 60.0).abs() < 1e-9);
+/// ```
+pub fn worst_case(
+    t: &InstanceType,
+    market: Market,
+    max_spot_price: Option<f64>,
+    retry: Option<&Retry>,
+    seconds: u64,
+) -> f64 {
+    let attempts = retry.map_or(1, |r| r.attempts.max(1));
+    (0..attempts)
+        .map(|interruptions| {
+            let market = retry.map_or(market, |r| r.market(market, interruptions));
+            job_cost(worst_hourly(t, market, max_spot_price), seconds)
+        })
+        .sum()
 }
 
 /// GPU models ranked by what a job can expect of them (later is more).

@@ -6,6 +6,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::check::aws_names;
 use crate::check::catalog;
 use crate::compile::library::Library;
+use crate::compile::model::{MAX_ATTEMPTS, RetryOn};
 use crate::compile::snippet::{Param, ParamKind, Snippet};
 
 const DURATION: &str = "^([0-9]+[smhd])+$";
@@ -118,6 +119,17 @@ pub fn profile_schema(library: &Library) -> Json {
                     "log_dir": {"type": "string", "pattern": "^/", "description": "Each job writes LOG_DIR/JOB_ID"},
                     "state_dir": {"type": "string", "pattern": "^/", "description": "Local state on the instance"},
                     "host_log_dir": {"type": "string", "pattern": "^/", "description": "Where the launching host sees log_dir (for launch --wait)"},
+                    "retry": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["on", "attempts"],
+                        "description": "Another attempt of the same run when an attempt ends in an outcome named in `on`",
+                        "properties": {
+                            "on": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"enum": RetryOn::ALL.map(RetryOn::name)}, "description": "The outcomes that start another attempt; every other one ends the job"},
+                            "attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS, "description": "Attempts in all, the first one included"},
+                            "on_demand_after": {"type": "integer", "minimum": 0, "description": "Interruptions after which the next attempts are bought on demand"},
+                        },
+                    },
                 },
             },
             "snippets": {

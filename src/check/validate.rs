@@ -102,6 +102,7 @@ pub fn validate(library: &Library, name: &str, overrides: &[Override]) -> Vec<Di
             checks.identifiers();
             checks.catalog();
             checks.times(&compiled);
+            checks.retry();
             checks.paths(&compiled);
             checks.secrets();
             checks.size(&compiled);
@@ -340,7 +341,13 @@ impl Checks<'_> {
                 let job = &self.p.profile.job;
                 let seconds = job.timeout.seconds() + job.grace.seconds();
                 let hourly = crate::check::catalog::worst_hourly(t, i.market, i.max_spot_price_usd);
-                let cost = crate::check::catalog::job_cost(hourly, seconds);
+                let cost = crate::check::catalog::worst_case(
+                    t,
+                    i.market,
+                    i.max_spot_price_usd,
+                    job.retry.as_ref(),
+                    seconds,
+                );
                 if cost > ceiling {
                     self.report(
                         "instance.max_cost_usd",
@@ -349,6 +356,7 @@ impl Checks<'_> {
                             cost,
                             price_per_hour: hourly,
                             hours: seconds as f64 / 3600.0,
+                            attempts: job.retry.as_ref().map_or(1, |r| r.attempts),
                             ceiling,
                         },
                     );
@@ -416,6 +424,54 @@ impl Checks<'_> {
                     timeout_seconds: timeout,
                 },
             );
+        }
+    }
+
+    fn retry(&mut self) {
+        use crate::compile::model::{MAX_ATTEMPTS, RetryOn};
+        let Some(retry) = self.p.profile.job.retry.clone() else {
+            return;
+        };
+        let policy = |problem: String| Error::RetryPolicy {
+            problem,
+            max_attempts: MAX_ATTEMPTS,
+            outcomes: RetryOn::ALL.map(RetryOn::name).join(", "),
+        };
+        if !(1..=MAX_ATTEMPTS).contains(&retry.attempts) {
+            self.report(
+                "job.retry.attempts",
+                policy(format!(
+                    "has {} attempts in all, outside 1 to {MAX_ATTEMPTS}",
+                    retry.attempts
+                )),
+            );
+        }
+        if retry.on.is_empty() {
+            self.report(
+                "job.retry.on",
+                policy("names no outcome to retry on".to_string()),
+            );
+        }
+        let market = self.p.profile.instance.market;
+        match retry.on_demand_after {
+            Some(_) if !market.uses_spot() => self.report(
+                "job.retry.on_demand_after",
+                Error::RetryNoEffect {
+                    key: "on_demand_after",
+                    why: format!("instance.market is {}", market.name()),
+                },
+            ),
+            Some(after) if after >= retry.attempts && retry.attempts >= 1 => self.report(
+                "job.retry.on_demand_after",
+                Error::RetryNoEffect {
+                    key: "on_demand_after",
+                    why: format!(
+                        "after {after} interruptions no attempt is left of the {} in all",
+                        retry.attempts
+                    ),
+                },
+            ),
+            _ => {}
         }
     }
 

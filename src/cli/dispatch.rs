@@ -475,7 +475,7 @@ mod aws {
                 Some(warning) => {
                     instances::spot_interrupt(&targets, std::time::Duration::from_secs(warning))?
                 }
-                None => instances::terminate(&targets),
+                None => instances::end_on_purpose(&targets),
             };
             Ok(report_terminations(&done, None, json))
         }

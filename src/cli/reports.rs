@@ -122,11 +122,26 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
             money(t.worst_case)
         ),
     };
-    println!("  market: {}", report.market);
+    if report.attempts > 1 {
+        println!(
+            "  market: {}; up to {} attempts (the worst case: every one runs its whole budget)",
+            report.market, report.attempts
+        );
+    } else {
+        println!("  market: {}", report.market);
+    }
     for t in &report.types {
         line(t);
         if report.spot_source.is_some() {
             spot_line(t);
+        } else if report.attempts > 1 {
+            println!(
+                "  {:14} {:18} {} at worst over {} attempts",
+                "",
+                "",
+                money(t.worst_case),
+                report.attempts
+            );
         }
     }
     if let Some(source) = report.spot_source {
@@ -174,13 +189,18 @@ mod aws {
             r.deadline.as_deref().unwrap_or("-")
         );
         let Some(f) = &r.wait else { return };
+        let attempt = if r.max_attempts > 1 || r.attempt > 1 {
+            format!(" attempt {} of {}", r.attempt, r.max_attempts)
+        } else {
+            String::new()
+        };
         match &f.status {
             Some(_) => println!(
-                "job {} run {} {} (exit code {})",
+                "job {} run {}{attempt} {} (exit code {})",
                 r.job, r.run, f.outcome, f.exit_code
             ),
             None => println!(
-                "job {} run {} wrote no status in {}: {}{}",
+                "job {} run {}{attempt} wrote no status in {}: {}{}",
                 r.job,
                 r.run,
                 r.claim.parent().unwrap_or(&r.claim).display(),
@@ -190,6 +210,27 @@ mod aws {
                     .map(|s| format!(" ({}: {})", s.code, s.message))
                     .unwrap_or_default()
             ),
+        }
+        if r.history.attempts.len() > 1 {
+            for a in &r.history.attempts {
+                println!(
+                    "  attempt {}: {} {} {} {}/h, {}: {}",
+                    a.attempt,
+                    a.instance_id,
+                    a.instance_type,
+                    a.market,
+                    per_hour(a.price_per_hour),
+                    money(a.cost_usd),
+                    a.outcome
+                );
+            }
+            println!(
+                "  the job's cost over its attempts: {}",
+                money(r.history.cost_usd)
+            );
+        }
+        if let Some(why) = &r.retry {
+            println!("  not retried: {why}");
         }
     }
 
@@ -204,15 +245,20 @@ mod aws {
             return;
         }
         println!(
-            "{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}",
-            "INSTANCE", "PROFILE", "JOB", "STATE", "TYPE", "AGE", "DEADLINE", "COST"
+            "{:20} {:18} {:14} {:>7} {:9} {:12} {:>7} {:21} {:>8}",
+            "INSTANCE", "PROFILE", "JOB", "RUN.TRY", "STATE", "TYPE", "AGE", "DEADLINE", "COST"
         );
         for r in rows {
             println!(
-                "{:20} {:18} {:14} {:9} {:12} {:>7} {:21} {:>8}{}",
+                "{:20} {:18} {:14} {:>7} {:9} {:12} {:>7} {:21} {:>8}{}",
                 r.instance_id,
                 r.profile.as_deref().unwrap_or("?"),
                 r.job.as_deref().unwrap_or("?"),
+                format!(
+                    "{}.{}",
+                    r.run.as_deref().unwrap_or("?"),
+                    r.attempt.as_deref().unwrap_or("?")
+                ),
                 r.state,
                 r.instance_type,
                 hms(r.age_seconds),

@@ -183,6 +183,84 @@ pub struct Job {
     /// file system); the same path when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_log_dir: Option<String>,
+    /// Another attempt of the same run when an attempt ends in one of the
+    /// outcomes named; absent, every outcome ends the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// A job's retry policy: which outcomes start another attempt of the same
+/// run (same job id, directory and checkpoint folder), how many attempts
+/// there are in all, and when the market turns on demand.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// The outcomes that start another attempt; every other one ends the job.
+    pub on: Vec<RetryOn>,
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    /// Interruptions after which the next attempts are bought on demand
+    /// (for a spot market); absent, the market stays the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_after: Option<u32>,
+}
+
+/// The most attempts a retry policy may have.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+impl Retry {
+    /// Whether an attempt that ended in `outcome` starts another one.
+    pub fn retries(&self, outcome: &str) -> bool {
+        self.on.iter().any(|o| o.name() == outcome)
+    }
+
+    /// The market an attempt is bought on after `interruptions` earlier
+    /// attempts were interrupted.
+    pub fn market(&self, market: Market, interruptions: u32) -> Market {
+        match self.on_demand_after {
+            Some(after) if market.uses_spot() && interruptions >= after => Market::OnDemand,
+            _ => market,
+        }
+    }
+}
+
+/// An outcome a retry policy may name: what the infrastructure did to an
+/// attempt, never what the pipeline did (a pipeline that failed would fail
+/// again, at the GPU's price).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// A spot interruption, or a shutdown from outside nobody asked for.
+    Interrupted,
+    /// EC2 ended the instance before the job could start (its StateReason).
+    LaunchFailed,
+    /// The instance ended without writing any status.
+    NoStatus,
+    /// The EFS never mounted.
+    MountFailed,
+    /// The GPU never answered.
+    GpuMissing,
+}
+
+impl RetryOn {
+    pub const ALL: [RetryOn; 5] = [
+        RetryOn::Interrupted,
+        RetryOn::LaunchFailed,
+        RetryOn::NoStatus,
+        RetryOn::MountFailed,
+        RetryOn::GpuMissing,
+    ];
+
+    /// The outcome's name, as `status.json` and `launch --wait` give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryOn::Interrupted => "interrupted",
+            RetryOn::LaunchFailed => "launch_failed",
+            RetryOn::NoStatus => "no_status",
+            RetryOn::MountFailed => "mount_failed",
+            RetryOn::GpuMissing => "gpu_missing",
+        }
+    }
 }
 
 impl Default for Job {
@@ -196,6 +274,7 @@ impl Default for Job {
             log_dir: String::new(),
             state_dir: "/var/lib/bootforge".to_string(),
             host_log_dir: None,
+            retry: None,
         }
     }
 }

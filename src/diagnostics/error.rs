@@ -187,11 +187,23 @@ pub enum Error {
         cost: f64,
         price_per_hour: f64,
         hours: f64,
+        /// The retry policy's attempts (1 without one).
+        attempts: u32,
         ceiling: f64,
     },
     /// A budget past what a one-shot job may take (error) or too short to
     /// boot (warning).
     TimeoutBounds { timeout: String, too_long: bool },
+    /// A retry policy that cannot work as written: no attempts, too many,
+    /// or no outcome to retry on (error).
+    RetryPolicy {
+        problem: String,
+        max_attempts: u32,
+        /// The outcomes a policy may name, comma-separated.
+        outcomes: String,
+    },
+    /// A part of a retry policy that never takes effect (warning).
+    RetryNoEffect { key: &'static str, why: String },
     /// A grace too short for the finalizer (error) or long enough to pay
     /// for a stuck instance (warning).
     GraceBounds { grace: String, too_long: bool },
@@ -325,6 +337,8 @@ impl Error {
             Error::AmiFamily { .. } => "ami-family",
             Error::OverBudget { .. } => "over-budget",
             Error::TimeoutBounds { .. } => "timeout-bounds",
+            Error::RetryPolicy { .. } => "retry-policy",
+            Error::RetryNoEffect { .. } => "retry-no-effect",
             Error::GraceBounds { .. } | Error::FinalizerPastGrace { .. } => "grace-bounds",
             Error::NoDeadman => "no-deadman",
             Error::SetupBudget { .. } => "setup-budget",
@@ -355,7 +369,8 @@ impl Error {
             }
             | Error::CacheNotKept { .. }
             | Error::LogsNotKept { .. }
-            | Error::SizeBudget { .. } => Severity::Warning,
+            | Error::SizeBudget { .. }
+            | Error::RetryNoEffect { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }

@@ -203,10 +203,23 @@ impl Error {
                 cost,
                 price_per_hour,
                 hours,
+                attempts: 1,
                 ceiling,
             } => format!(
                 "a job on {instance_type} may cost ${cost:.2} (${price_per_hour:.4}/h × {hours:.2} h of timeout and grace), over the ceiling of ${ceiling:.2}"
             ),
+            Error::OverBudget {
+                instance_type,
+                cost,
+                hours,
+                attempts,
+                ceiling,
+                ..
+            } => format!(
+                "a job on {instance_type} may cost ${cost:.2} in the worst case of its retry policy ({attempts} attempts of {hours:.2} h of timeout and grace, each at its cap), over the ceiling of ${ceiling:.2}"
+            ),
+            Error::RetryPolicy { problem, .. } => format!("the retry policy {problem}"),
+            Error::RetryNoEffect { key, why } => format!("`job.retry.{key}` has no effect: {why}"),
             Error::TimeoutBounds {
                 timeout,
                 too_long: true,
@@ -332,7 +345,16 @@ impl Error {
             Error::GpuMismatch { carried_by: Some((t, more)), expected, has, .. } => Some(format!("the {expected} is on {t} (and {more} more); or expect `gpu: {has}`")),
             Error::GpuMismatch { carried_by: None, models, .. } => Some(format!("known GPU models: {}", models.join(", "))),
             Error::AmiFamily { supports, .. } => Some(format!("it supports {}", supports.join(", "))),
-            Error::OverBudget { .. } => Some("raise max_cost_usd, shorten job.timeout, or choose a cheaper type".to_string()),
+            Error::OverBudget { attempts: 1, .. } => Some("raise max_cost_usd, shorten job.timeout, or choose a cheaper type".to_string()),
+            Error::OverBudget { .. } => Some("raise max_cost_usd, allow fewer job.retry.attempts, cap the spot price with instance.max_spot_price_usd, or shorten job.timeout".to_string()),
+            Error::RetryPolicy {
+                max_attempts,
+                outcomes,
+                ..
+            } => Some(format!(
+                "give `job.retry` 1 to {max_attempts} attempts in all and at least one outcome in `on` ({outcomes}), or remove it"
+            )),
+            Error::RetryNoEffect { key, .. } => Some(format!("remove `job.retry.{key}`, or change what it depends on")),
             Error::TimeoutBounds { too_long: true, .. } => Some("split the job, or raise this check's bound in bootforge if you mean it".to_string()),
             Error::GraceBounds { too_long: false, .. } => Some("give it at least 1m; 5m to 10m is usual".to_string()),
             Error::FinalizerPastGrace { finalize_seconds, .. } => Some(format!("make the grace at least kill_after + {finalize_seconds}s (the finalizer's bound, snippets.shutdown-trap.finalize_seconds)")),

@@ -16,10 +16,12 @@ use serde_json::Value as Json;
 use super::boot::EfsMount;
 use super::environment;
 use super::image::{docker, image};
-use crate::aws::claim::Claim;
+use crate::aws::claim::{Claim, Claims};
 use crate::aws::ec2::Instance;
 use crate::aws::job::local_claims;
-use crate::aws::plan::{TAG_DEADLINE, TAG_JOB, TAG_PAYLOAD, TAG_PROFILE, TAG_RUN, plan};
+use crate::aws::plan::{
+    TAG_ATTEMPT, TAG_DEADLINE, TAG_JOB, TAG_PAYLOAD, TAG_PROFILE, TAG_RUN, plan,
+};
 use crate::aws::reap::Termination;
 use crate::clock::{now, parse_rfc3339};
 use crate::compile::Compiled;
@@ -29,6 +31,12 @@ use crate::diagnostics::{Error, Result};
 pub const LABEL: &str = "org.bootforge.local";
 /// The label holding the instance's host folders (seed, logs, records).
 const DIR_LABEL: &str = "org.bootforge.local.dir";
+/// The label holding the directory of the job's claim (the host's
+/// `host_log_dir`), for `terminate` to record an end on purpose there.
+const CLAIM_LABEL: &str = "org.bootforge.local.claims";
+/// The file in an instance's host folder that holds its StateReason code,
+/// as EC2 would give it: why it ended.
+pub(super) const REASON_FILE: &str = "state-reason";
 /// The label holding the instance type it stands in for.
 const TYPE_LABEL: &str = "org.bootforge.local.type";
 /// How long a local instance may take to power off when terminated before
@@ -90,6 +98,7 @@ fn instance(c: &Json) -> Instance {
         profile: label(TAG_PROFILE),
         job: label(TAG_JOB),
         run: label(TAG_RUN),
+        attempt: label(TAG_ATTEMPT),
         deadline: label(TAG_DEADLINE),
         state_reason: None,
     }
@@ -111,6 +120,7 @@ pub(super) fn get(id: &str) -> Result<Option<Instance>> {
 pub(super) fn start(
     compiled: &Compiled,
     claim: &Claim,
+    claims: &Path,
     efs: &Path,
     mounts: &[EfsMount],
 ) -> Result<Instance> {
@@ -132,16 +142,18 @@ pub(super) fn start(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
     }
     let instance_type = plan
-        .attempts
+        .requests
         .first()
         .map_or(String::new(), |a| a.instance_type.clone());
     let labels = [
         (LABEL, "1".to_string()),
         (DIR_LABEL, folder.display().to_string()),
         (TYPE_LABEL, instance_type.clone()),
+        (CLAIM_LABEL, claims.display().to_string()),
         (TAG_PROFILE, plan.profile.clone()),
         (TAG_JOB, plan.job.clone()),
         (TAG_RUN, plan.run.to_string()),
+        (TAG_ATTEMPT, plan.attempt.to_string()),
         (TAG_DEADLINE, plan.deadline.clone()),
         (TAG_PAYLOAD, compiled.payload.sha256()),
     ];
@@ -236,19 +248,51 @@ pub(super) fn start(
         profile: Some(plan.profile),
         job: Some(plan.job),
         run: Some(plan.run.to_string()),
+        attempt: Some(plan.attempt.to_string()),
         deadline: Some(plan.deadline),
         state_reason: None,
     }))
 }
 
+/// A label of local instance `id`.
+fn label_of(id: &str, label: &str) -> Option<String> {
+    let container = id.strip_prefix("local-")?;
+    let format = format!("{{{{ index .Config.Labels \"{label}\" }}}}");
+    let out = docker(&["inspect", "--format", &format, container]).ok()?;
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !value.is_empty() && value != "<no value>").then_some(value)
+}
+
 /// The host folder of local instance `id` (its seed, logs and records),
 /// from its label.
 fn folder_of(id: &str) -> Option<PathBuf> {
-    let container = id.strip_prefix("local-")?;
-    let format = format!("{{{{ index .Config.Labels \"{DIR_LABEL}\" }}}}");
-    let out = docker(&["inspect", "--format", &format, container]).ok()?;
-    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+    label_of(id, DIR_LABEL).map(PathBuf::from)
+}
+
+/// Records why local instance `i` ends, as EC2's StateReason would say,
+/// unless a reason is there already (the first cause wins).
+fn give_reason(i: &Instance, code: &str) {
+    if let Some(file) = folder_of(&i.id).map(|d| d.join(REASON_FILE))
+        && !file.exists()
+    {
+        let _ = std::fs::write(file, format!("{code}\n"));
+    }
+}
+
+/// `terminate --local`: local instances ended on purpose. Each one's job
+/// claim records it (no retry policy starts another attempt), its
+/// StateReason is `Client.UserInitiatedShutdown` as on EC2, and then it is
+/// terminated.
+pub fn end_on_purpose(instances: &[Instance]) -> Vec<Termination> {
+    for i in instances {
+        give_reason(i, crate::aws::retry::USER_TERMINATED);
+        if let (Some(dir), Some(job)) = (label_of(&i.id, CLAIM_LABEL), i.job.as_deref())
+            && let Ok(claims) = Claims::open(Path::new(&dir), &local_claims(), job)
+        {
+            let _ = claims.end_on_purpose(&i.id, now());
+        }
+    }
+    terminate(instances)
 }
 
 /// Rehearses a spot interruption of local instances, as EC2 reclaims a
@@ -263,6 +307,7 @@ pub fn spot_interrupt(instances: &[Instance], warning: Duration) -> Result<Vec<T
         crate::clock::rfc3339(action)
     );
     for i in instances {
+        give_reason(i, "Server.SpotInstanceTermination");
         let records = folder_of(&i.id)
             .map(|d| d.join("records"))
             .ok_or_else(|| Error::Usage {
@@ -365,6 +410,7 @@ pub(super) fn gone(id: &str, claim: &Claim) -> Instance {
         profile: Some(claim.profile.clone()),
         job: Some(claim.job.clone()),
         run: Some(claim.run.to_string()),
+        attempt: Some(claim.attempt.to_string()),
         deadline: None,
         state_reason: None,
     }

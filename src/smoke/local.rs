@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use super::boot::{EfsMount, mounts};
 use super::environment;
 use super::image::{image, image_exists};
-use super::instances::{folder, get, gone, start, terminate};
+use super::instances::{REASON_FILE, folder, get, gone, start, terminate};
 use crate::aws::claim::{Claim, Claims};
 use crate::aws::ec2::Instance;
-use crate::aws::job::{Report, local_claims, report};
+use crate::aws::job::{Report, Step, local_claims, next_step};
 use crate::aws::operate::{Decision, Launched, claim_step, settle, still_starting};
 use crate::aws::plan::plan;
 use crate::aws::wait::{Finished, Follow, Intervals, console_status, exit_code, read_status};
@@ -206,14 +206,21 @@ fn ended(
         .and_then(|s| s["outcome"].as_str())
         .unwrap_or("no_status")
         .to_string();
+    let state_reason = std::fs::read_to_string(folder(claim).join(REASON_FILE))
+        .ok()
+        .map(|code| crate::aws::ec2::StateReason {
+            message: format!("{}: as a local instance rehearses it", code.trim()),
+            code: code.trim().to_string(),
+        });
     Finished {
         state: "terminated".to_string(),
         source: if status.is_some() { source } else { "none" },
         exit_code: exit_code(&outcome),
         outcome,
         status,
-        state_reason: None,
+        state_reason,
         terminated_by_bootforge,
+        ended_on_purpose: None,
     }
 }
 
@@ -265,74 +272,103 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
     let job = compiled.profile.profile.job.id.clone();
     let claims = Claims::open(&host_dir, &local_claims(), &job)?;
     on(Event::Phase(format!("claiming job {job}")));
+    let mut rerun = request.rerun;
+    loop {
+        let launched = claim_attempt(compiled, &claims, rerun, &efs, &mounts, on)?;
+        rerun = false;
+        let found_finished = launched.finished.is_some();
+        let finished = match (launched.finished.clone(), request.wait) {
+            (Some(f), _) => Some(f),
+            (None, true) => {
+                let claim = claims.read()?.ok_or_else(|| Error::Environment {
+                    message: format!("the claim on job {job} is gone"),
+                    help: Some(format!("see {}", claims.dir().display())),
+                })?;
+                Some(wait(
+                    &launched.instance,
+                    &claim,
+                    claims.dir(),
+                    request.intervals,
+                    request.follow,
+                    on,
+                )?)
+            }
+            (None, false) => None,
+        };
+        match next_step(compiled, &claims, launched, finished, found_finished, on)? {
+            Step::Report(report) => return Ok(*report),
+            Step::Again => {}
+        }
+    }
+}
+
+/// The claim's decision for the job's current attempt, carried out: a
+/// container started for it, or the one it has (found gone: its outcome).
+fn claim_attempt(
+    compiled: &Compiled,
+    claims: &Claims,
+    rerun: bool,
+    efs: &Path,
+    mounts: &[EfsMount],
+    on: &mut dyn FnMut(Event),
+) -> Result<Launched> {
+    let job = &compiled.profile.profile.job.id;
     let start = Instant::now();
-    let (launched, claim) = loop {
+    loop {
         let claimed = claims.read()?.and_then(|c| c.instance_id);
         let over = match &claimed {
             Some(id) => get(id)?.is_none_or(|i| i.state == "terminated"),
             None => false,
         };
-        match claim_step(&claims, compiled, request.rerun, over)? {
+        match claim_step(claims, compiled, rerun, over)? {
             Decision::Launch(claim) => {
                 on(Event::Phase(format!(
-                    "booting run {} of job {job}",
-                    claim.run
+                    "booting run {} attempt {} of job {job}",
+                    claim.run, claim.attempt
                 )));
-                let started = start_run(compiled, &claims, &claim, &efs, &mounts);
-                let instance = match started {
+                let instance = match start_run(compiled, claims, &claim, efs, mounts) {
                     Ok(i) => i,
                     Err(e) => {
-                        settle(&claims, claim.run, None, Some(e.to_string()))?;
+                        settle(
+                            claims,
+                            (claim.run, claim.attempt),
+                            None,
+                            Some(e.to_string()),
+                        )?;
                         return Err(e);
                     }
                 };
                 on(Event::Progress(format!(
-                    "job {job} run {}: {} started (EFS {})",
+                    "job {job} run {} attempt {}: {} started (EFS {})",
                     claim.run,
+                    claim.attempt,
                     instance.id,
                     efs.display()
                 )));
-                break (launched(true, claim.run, instance, None, &claims), claim);
+                return Ok(launched(true, &claim, instance, None, claims));
             }
             Decision::Attach(claim) => {
                 let id = claim.instance_id.clone().unwrap_or_default();
                 on(Event::Progress(format!(
-                    "job {job} run {} already has instance {id}: not launching another",
-                    claim.run
+                    "job {job} run {} attempt {} already has instance {id}: not launching another",
+                    claim.run, claim.attempt
                 )));
-                match get(&id)? {
-                    Some(i) if i.state != "terminated" => {
-                        break (launched(false, claim.run, i, None, &claims), claim);
-                    }
+                return Ok(match get(&id)? {
+                    Some(i) if i.state != "terminated" => launched(false, &claim, i, None, claims),
                     _ => {
                         let gone = gone(&id, &claim);
                         let finished = ended(&gone, &claim, claims.dir(), false);
-                        break (
-                            launched(false, claim.run, gone, Some(finished), &claims),
-                            claim,
-                        );
+                        launched(false, &claim, gone, Some(finished), claims)
                     }
-                }
+                });
             }
             Decision::Refuse(message) => return Err(Error::Usage { message }),
             Decision::Wait(claim) => {
-                still_starting(&claims, &claim, start)?;
+                still_starting(claims, &claim, start)?;
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
-    };
-    let waited = match (&launched.finished, request.wait) {
-        (None, true) => Some(wait(
-            &launched.instance,
-            &claim,
-            claims.dir(),
-            request.intervals,
-            request.follow,
-            on,
-        )?),
-        _ => None,
-    };
-    Ok(report(compiled, launched, waited, &claims))
+    }
 }
 
 /// Starts the run's container and records it in the claim.
@@ -343,23 +379,30 @@ fn start_run(
     efs: &Path,
     mounts: &[EfsMount],
 ) -> Result<Instance> {
-    let instance = start(compiled, claim, efs, mounts)?;
-    settle(claims, claim.run, Some(&instance.id), None)?;
+    let instance = start(
+        compiled,
+        claim,
+        claims.dir().parent().unwrap_or(claims.dir()),
+        efs,
+        mounts,
+    )?;
+    settle(claims, (claim.run, claim.attempt), Some(&instance.id), None)?;
     Ok(instance)
 }
 
 fn launched(
     launched: bool,
-    run: u32,
+    claim: &Claim,
     instance: Instance,
     finished: Option<Finished>,
     claims: &Claims,
 ) -> Launched {
     Launched {
         launched,
-        run,
+        run: claim.run,
+        attempt: claim.attempt,
         instance,
-        attempt: None,
+        request: None,
         no_capacity: Vec::new(),
         // Nothing is billed here.
         price_per_hour: None,

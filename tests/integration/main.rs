@@ -18,6 +18,8 @@ mod one_job;
 mod project;
 #[cfg(feature = "aws")]
 mod proxy;
+#[cfg(feature = "aws")]
+mod retry;
 mod runner;
 #[cfg(feature = "smoke")]
 mod smoke;

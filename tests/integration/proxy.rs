@@ -18,6 +18,14 @@
 //!   throttling, connections dropped after the request reached EC2, denied
 //!   dry runs; instances ended with a `StateReason` of EC2's own (spot
 //!   interruption, capacity at launch); a console output per instance.
+//! - Spot interruptions (EC2 user guide, "Spot Instance interruptions"): the
+//!   notice, then the termination a warning later (two minutes on EC2,
+//!   shortened in tests), with `StateReason` `Server.SpotInstanceTermination`;
+//!   an instance that powers itself off ends `Client.InstanceInitiatedShutdown`
+//!   (moto gives every termination `Client.UserInitiatedShutdown`, the
+//!   reason of a TerminateInstances call).
+//! - DescribeSpotPriceHistory as EC2 answers it: a price per zone and type
+//!   near the market's (moto answers 0.00001 for everything).
 //! - Every call is counted with its time.
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,7 +90,22 @@ struct State {
     reasons: HashMap<String, (String, String)>,
     /// Instance id → its console output.
     consoles: HashMap<String, String>,
+    /// Instance id → when its spot interruption notice was given, and the
+    /// action time.
+    notices: HashMap<String, (Instant, Instant)>,
 }
+
+/// The spot prices the double serves: (type, zone, price an hour), near
+/// us-east-2's (the SkyPilot catalog's snapshot gives $0.59–0.75 for a
+/// g6e.xlarge).
+pub const SPOT_PRICES: &[(&str, &str, &str)] = &[
+    ("g6e.xlarge", "us-east-2a", "0.663200"),
+    ("g6e.xlarge", "us-east-2b", "0.712400"),
+    ("g6e.xlarge", "us-east-2c", "0.598100"),
+    ("g6.xlarge", "us-east-2a", "0.352100"),
+    ("g6.xlarge", "us-east-2b", "0.339900"),
+    ("g6.xlarge", "us-east-2c", "0.361000"),
+];
 
 pub struct Proxy {
     pub url: String,
@@ -149,25 +172,64 @@ impl Proxy {
     /// Ends `instance` as EC2 would for `code` (`Server.SpotInstanceTermination`,
     /// `Server.InsufficientInstanceCapacity`…): terminated, with that reason.
     pub fn end(&self, instance: &str, code: &str, message: &str) {
-        let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={instance}");
-        let request = Request {
-            head: format!(
-                "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-2/ec2/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n",
-                self.upstream,
-                body.len()
-            ),
-            body: body.into_bytes(),
-        };
-        let answer = forward(&self.upstream, &request).expect("moto answers");
-        assert!(
-            answer.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&answer)
+        end(&self.upstream, &self.state, instance, code, message);
+    }
+
+    /// The instance powers itself off (its shutdown behaviour is
+    /// terminate): terminated, `Client.InstanceInitiatedShutdown`.
+    pub fn power_off(&self, instance: &str) {
+        self.end(
+            instance,
+            "Client.InstanceInitiatedShutdown",
+            "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
         );
-        self.state.lock().unwrap().reasons.insert(
+    }
+
+    /// A spot interruption of `instance`: the notice now, the termination
+    /// `warning` later (`Server.SpotInstanceTermination`), from a thread of
+    /// its own, as EC2 does it whatever the caller does meanwhile.
+    pub fn interrupt(&self, instance: &str, warning: Duration) -> thread::JoinHandle<()> {
+        let now = Instant::now();
+        self.state
+            .lock()
+            .unwrap()
+            .notices
+            .insert(instance.to_string(), (now, now + warning));
+        let (upstream, state, id) = (
+            self.upstream.clone(),
+            self.state.clone(),
             instance.to_string(),
-            (code.to_string(), message.to_string()),
         );
+        thread::spawn(move || {
+            thread::sleep(warning);
+            end(
+                &upstream,
+                &state,
+                &id,
+                "Server.SpotInstanceTermination",
+                "Server.SpotInstanceTermination: Spot instance termination",
+            );
+        })
+    }
+
+    /// When `instance` got its interruption notice.
+    pub fn noticed(&self, instance: &str) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .notices
+            .get(instance)
+            .map(|(at, _)| *at)
+    }
+
+    /// Every RunInstances call made (not dry runs) with its time.
+    pub fn run_instances_at(&self) -> Vec<(Instant, String)> {
+        let s = self.state.lock().unwrap();
+        s.seen
+            .iter()
+            .filter(|(_, a)| a.starts_with("RunInstances") && !a.ends_with("dry-run"))
+            .cloned()
+            .collect()
     }
 
     /// What GetConsoleOutput answers for `instance`.
@@ -178,6 +240,59 @@ impl Proxy {
             .consoles
             .insert(instance.to_string(), text.to_string());
     }
+}
+
+/// Terminates `instance` in moto and gives it the StateReason `code`.
+fn end(upstream: &str, state: &Mutex<State>, instance: &str, code: &str, message: &str) {
+    let body = format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={instance}");
+    let request = Request {
+        head: format!(
+            "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-2/ec2/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body: body.into_bytes(),
+    };
+    // The reason is EC2's from the moment the state changes: a
+    // DescribeInstances between the two must not see moto's own.
+    state.lock().unwrap().reasons.insert(
+        instance.to_string(),
+        (code.to_string(), message.to_string()),
+    );
+    let answer = forward(upstream, &request).expect("moto answers");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// DescribeSpotPriceHistory's answer for the types and zones asked
+/// (`InstanceType.N`, `AvailabilityZone`; all of them when not asked): the
+/// latest price of each, an hour ago.
+fn spot_price_history(p: &BTreeMap<String, String>) -> Vec<u8> {
+    let types: Vec<&String> = p
+        .iter()
+        .filter(|(k, _)| k.starts_with("InstanceType."))
+        .map(|(_, v)| v)
+        .collect();
+    let zone = p.get("AvailabilityZone");
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let stamp = humantime::format_rfc3339_millis(hour_ago);
+    let items: String = SPOT_PRICES
+        .iter()
+        .filter(|(t, z, _)| {
+            (types.is_empty() || types.iter().any(|w| w.as_str() == *t))
+                && zone.is_none_or(|w| w == z)
+        })
+        .map(|(t, z, price)| {
+            format!(
+                "<item><instanceType>{t}</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>{price}</spotPrice><timestamp>{stamp}</timestamp><availabilityZone>{z}</availabilityZone></item>"
+            )
+        })
+        .collect();
+    ok(&format!(
+        "<DescribeSpotPriceHistoryResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>bootforge-double</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet><nextToken></nextToken></DescribeSpotPriceHistoryResponse>"
+    ))
 }
 
 impl Drop for Proxy {
@@ -368,7 +483,9 @@ fn rewrite_describe(
         if hidden.contains(&id) {
             continue;
         }
-        match reasons.get(&id) {
+        let ended = between(item, "instanceState")
+            .is_some_and(|s| s.contains("terminated") || s.contains("shutting-down"));
+        match reasons.get(&id).filter(|_| ended) {
             Some((code, message)) => {
                 let reason = format!(
                     "<stateReason><code>{code}</code><message>{message}</message></stateReason>"
@@ -505,6 +622,7 @@ fn answer(
             }
             return Some(ok(&rewrite_describe(&body_of(&answer), &hidden, &reasons)));
         }
+        "DescribeSpotPriceHistory" => return Some(spot_price_history(&p)),
         "GetConsoleOutput" => {
             let id = named.first().cloned().unwrap_or_default();
             let text = s.consoles.get(&id).cloned().unwrap_or_default();
