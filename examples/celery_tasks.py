@@ -37,7 +37,10 @@ def run_gpu_job(self, job_id, rerun=False):
         raise self.retry(exc=RuntimeError(proc.stderr),
                          countdown=300 * 2 ** self.request.retries)
     result = json.loads(proc.stdout)
-    if proc.returncode in (4, 5):     # interrupted, or failed to launch
+    # Interrupted, or failed to launch: a profile with a retry policy of its
+    # own has spent it (its cost guard priced those attempts, no more);
+    # without one, a new run.
+    if proc.returncode in (4, 5) and result["max_attempts"] == 1:
         raise self.retry(kwargs={"job_id": job_id, "rerun": True}, countdown=60)
     return {"instance": result["instance_id"], "run": result["run"],
             "outcome": result["wait"]["outcome"],      # succeeded, failed, timed_out, …

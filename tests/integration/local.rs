@@ -12,12 +12,23 @@ use serde_json::Value as Json;
 use crate::{Test, root};
 
 /// The pipeline the EFS folder holds: fails for jobs named `fail-…`, runs
-/// for five minutes for `long-…`, else writes its result and succeeds.
+/// for five minutes for `long-…`; `resume-…` runs until SIGTERM, which it
+/// answers with a checkpoint in CHECKPOINT_DIR, and resumes from one it
+/// finds there; else it writes its result and succeeds.
 const PIPELINE: &str = r#"#!/bin/bash
 echo "pipeline of $JOB_ID as $(id -un)"
 case "$JOB_ID" in
   fail-*) echo "failing on purpose" >&2; exit 3 ;;
   long-*) sleep 300 ;;
+  resume-*)
+    if [ -e "$CHECKPOINT_DIR/step.ckpt" ]; then
+      echo "resuming from $(cat "$CHECKPOINT_DIR/step.ckpt")"
+      cp "$CHECKPOINT_DIR/step.ckpt" "$OUTPUT_DIR/resumed-from.txt"
+    else
+      trap 'echo "checkpoint of $JOB_ID" >"$CHECKPOINT_DIR/step.ckpt"; exit 0' TERM
+      while :; do sleep 0.2 & wait $!; done
+    fi
+    ;;
 esac
 sleep 2
 echo "result of $JOB_ID" >"$OUTPUT_DIR/result.txt"
@@ -298,6 +309,61 @@ fn a_spot_interruption_rehearsed_locally_ends_the_job_interrupted_with_its_notic
         .args(["terminate", "--local", "--warning", "5", "--job", "long-2"])
         .run()
         .failure(2);
+}
+
+#[test]
+fn a_retry_policy_resumes_a_job_interrupted_locally_from_its_checkpoint() {
+    let Some(w) = World::new() else { return };
+    let policy = ["--set", "job.retry={on: [interrupted], attempts: 2}"];
+    let waiter = w
+        .launch("resume-1", &[&policy[..], &["--wait"]].concat())
+        .spawn();
+    until_the_pipeline_runs(&w, "resume-1");
+    w.bootforge()
+        .args(["terminate", "--local", "--spot-notice", "--warning", "60"])
+        .args(["--job", "resume-1", "--json"])
+        .run()
+        .success();
+    let out = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["wait"]["outcome"], "succeeded", "{doc:#}");
+    assert_eq!((doc["run"].clone(), doc["attempt"].clone()), (1.into(), 2.into()));
+    let outcomes: Vec<&str> = doc["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"]);
+    assert_eq!(
+        doc["attempts"][0]["state_reason"], "Server.SpotInstanceTermination",
+        "the rehearsal gives the reason EC2 gives"
+    );
+    // The second attempt found what the first wrote.
+    let resumed = std::fs::read_to_string(w.job_dir("resume-1").join("output/resumed-from.txt"));
+    assert_eq!(resumed.unwrap().trim(), "checkpoint of resume-1");
+    assert_eq!(doc["wait"]["status"]["attempt"], 2, "{doc:#}");
+    assert_eq!(w.instances_of("resume-1"), 2);
+
+    // The same job ended with a plain terminate: not retried.
+    let waiter = w
+        .launch("resume-2", &[&policy[..], &["--wait"]].concat())
+        .spawn();
+    until_the_pipeline_runs(&w, "resume-2");
+    w.bootforge()
+        .args(["terminate", "--local", "--job", "resume-2", "--json"])
+        .run()
+        .success();
+    let out = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["wait"]["outcome"], "terminated", "{doc:#}");
+    assert!(doc["retry"].as_str().unwrap().contains("on purpose"), "{doc:#}");
+    assert_eq!(doc["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(w.instances_of("resume-2"), 1, "never relaunched");
 }
 
 #[test]
