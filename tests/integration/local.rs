@@ -329,7 +329,10 @@ fn a_retry_policy_resumes_a_job_interrupted_locally_from_its_checkpoint() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["wait"]["outcome"], "succeeded", "{doc:#}");
-    assert_eq!((doc["run"].clone(), doc["attempt"].clone()), (1.into(), 2.into()));
+    assert_eq!(
+        (doc["run"].clone(), doc["attempt"].clone()),
+        (1.into(), 2.into())
+    );
     let outcomes: Vec<&str> = doc["attempts"]
         .as_array()
         .unwrap()
@@ -361,7 +364,10 @@ fn a_retry_policy_resumes_a_job_interrupted_locally_from_its_checkpoint() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["wait"]["outcome"], "terminated", "{doc:#}");
-    assert!(doc["retry"].as_str().unwrap().contains("on purpose"), "{doc:#}");
+    assert!(
+        doc["retry"].as_str().unwrap().contains("on purpose"),
+        "{doc:#}"
+    );
     assert_eq!(doc["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(w.instances_of("resume-2"), 1, "never relaunched");
 }

@@ -926,7 +926,17 @@ fn attempt_of_run(old_run: u32) -> (Job, PathBuf) {
     .unwrap();
     fs::write(dir.join("status.json"), r#"{"outcome": "interrupted"}"#).unwrap();
     fs::write(dir.join("checkpoint/epoch-3.ckpt"), "weights\n").unwrap();
-    fs::write(dir.join("claim.json"), r#"{"job": "run-7", "run": 2}"#).unwrap();
+    // The launcher's claim: attempt 2 of run 2, this instance, on demand.
+    let claim = serde_json::json!({
+        "job": "run-7", "run": 2, "attempt": 2, "instance_id": "i-0123456789abcdef0",
+        "requests": [
+            {"client_token": "t1", "instance_type": "g6e.xlarge", "subnet": "subnet-1",
+             "spot": true, "result": "InsufficientInstanceCapacity", "price_per_hour": 0.67},
+            {"client_token": "t2", "instance_type": "g6e.xlarge", "subnet": "subnet-1",
+             "spot": false, "result": "launched i-0123456789abcdef0", "price_per_hour": 1.861},
+        ],
+    });
+    fs::write(dir.join("claim.json"), claim.to_string()).unwrap();
     (job, dir)
 }
 
@@ -956,6 +966,10 @@ fn the_checkpoint_folder_is_kept_across_a_runs_attempts_and_a_new_run_starts_emp
         r#"{"outcome": "interrupted"}"#
     );
     assert_eq!(done.status()["run"], 2);
+    // Which attempt this instance is, and how it was bought, from the claim.
+    assert_eq!(done.status()["attempt"], 2);
+    assert_eq!(done.status()["market"], "on-demand");
+    assert_eq!(done.status()["price_per_hour"], 1.861);
     assert_eq!(
         fs::read_to_string(dir.join("run-id")).unwrap(),
         format!("i-0123456789abcdef0 {} 2\n", boot_id())
