@@ -314,7 +314,13 @@ fn a_spot_interruption_rehearsed_locally_ends_the_job_interrupted_with_its_notic
 #[test]
 fn a_retry_policy_resumes_a_job_interrupted_locally_from_its_checkpoint() {
     let Some(w) = World::new() else { return };
-    let policy = ["--set", "job.retry={on: [interrupted], attempts: 2}"];
+    // Two attempts of the on-demand budget: a ceiling that admits them.
+    let policy = [
+        "--set",
+        "job.retry={on: [interrupted], attempts: 2}",
+        "--set",
+        "instance.max_cost_usd=9",
+    ];
     let waiter = w
         .launch("resume-1", &[&policy[..], &["--wait"]].concat())
         .spawn();
