@@ -247,13 +247,15 @@ fn failures_and_terminations_keep_their_exit_codes() {
         .success();
     assert_eq!(json(&ended)["terminated"][0], id.as_str());
     assert!(!container_exists(&id));
-    // Its outcome: interrupted (the console says so; exit 4, as a spot
-    // interruption), never a success.
+    // Its status says `interrupted` (the runner was stopped from outside),
+    // and the claim says it was ended on purpose: `terminated`, exit 1,
+    // never a success and never an interruption to retry.
     let after = w.launch("long-1", &["--wait"]).run();
-    assert_eq!(after.code(), 4, "{}\n{}", after.stdout(), after.stderr());
+    assert_eq!(after.code(), 1, "{}\n{}", after.stdout(), after.stderr());
     let after = json(&after);
     assert_eq!(after["launched"], false);
-    assert_eq!(after["wait"]["outcome"], "interrupted");
+    assert_eq!(after["wait"]["outcome"], "terminated");
+    assert_eq!(after["wait"]["status"]["outcome"], "interrupted");
     assert_eq!(after["wait"]["status"]["exit_code"], 143);
     // The runner was stopped before the EFS folder was unmounted: its
     // status is there, not only on the console.
