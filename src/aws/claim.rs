@@ -131,6 +131,11 @@ impl Claim {
         }
     }
 
+    /// Its current attempt: (run, attempt).
+    pub fn key(&self) -> (u32, u32) {
+        (self.run, self.attempt)
+    }
+
     /// How many of the run's earlier attempts were interrupted.
     pub fn interruptions(&self) -> u32 {
         self.earlier

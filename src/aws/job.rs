@@ -15,7 +15,7 @@ use crate::aws::wait::{self, Finished, Intervals};
 use crate::clock::now;
 use crate::compile::Compiled;
 use crate::compile::library::Library;
-use crate::compile::model::DEFAULT_PROFILE;
+use crate::compile::model::{DEFAULT_PROFILE, Market};
 use crate::compile::profile::load;
 use crate::diagnostics::Result;
 use crate::progress::Event;
@@ -255,7 +255,7 @@ pub(crate) fn report(
         instance_type: i.instance_type,
         market: request
             .as_ref()
-            .map(|r| if r.spot { "spot" } else { "on-demand" }.to_string()),
+            .map(|r| Market::of_request(r.spot).name().to_string()),
         subnet: i.subnet,
         private_ip: i.private_ip,
         price_per_hour: request

@@ -227,7 +227,7 @@ fn record(
     result: Option<String>,
 ) -> Result<()> {
     claims.update(|c| {
-        let Some(mut c) = c.filter(|c| (c.run, c.attempt) == key) else {
+        let Some(mut c) = c.filter(|c| c.key() == key) else {
             return (None, ());
         };
         c.heartbeat = now();
@@ -258,7 +258,7 @@ pub(crate) fn settle(
     instance: Option<&str>,
     failed: Option<String>,
 ) -> Result<()> {
-    claims.update(|c| match c.filter(|c| (c.run, c.attempt) == key) {
+    claims.update(|c| match c.filter(|c| c.key() == key) {
         Some(mut c) => {
             if let Some(id) = instance {
                 c.instance_id = Some(id.to_string());
@@ -290,20 +290,17 @@ async fn launch_run(
     // The holder says it is alive while the SDK retries and waits.
     let beat = {
         let claims = claims.clone();
-        let key = (plan.run, plan.attempt);
+        let key = plan.key();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let _ =
-                    claims.update(
-                        |c| match c.filter(|c| (c.run, c.attempt) == key && c.mine()) {
-                            Some(mut c) => {
-                                c.heartbeat = now();
-                                (Some(c), ())
-                            }
-                            None => (None, ()),
-                        },
-                    );
+                let _ = claims.update(|c| match c.filter(|c| c.key() == key && c.mine()) {
+                    Some(mut c) => {
+                        c.heartbeat = now();
+                        (Some(c), ())
+                    }
+                    None => (None, ()),
+                });
             }
         })
     };
@@ -314,8 +311,8 @@ async fn launch_run(
         Ok(Sent::Ended) => {
             // A token of this run launched an instance that has terminated
             // since: the run is over. Its id, from its tags.
-            let found = find_run_instance(client, &plan.job, (plan.run, plan.attempt), on).await?;
-            settle(claims, (plan.run, plan.attempt), found.as_deref(), None)?;
+            let found = find_run_instance(client, &plan.job, plan.key(), on).await?;
+            settle(claims, plan.key(), found.as_deref(), None)?;
             let Some(id) = found else {
                 return Err(Error::Environment {
                     message: format!(
@@ -333,7 +330,7 @@ async fn launch_run(
             let finished = report(client, &instance, claims.dir(), intervals, on).await?;
             return Ok(launched(
                 false,
-                (plan.run, plan.attempt),
+                plan.key(),
                 instance,
                 None,
                 Vec::new(),
@@ -357,7 +354,7 @@ async fn launch_run(
     };
     Ok(launched(
         true,
-        (plan.run, plan.attempt),
+        plan.key(),
         instance,
         request,
         no_capacity,
@@ -442,8 +439,8 @@ async fn send_requests(
         if request.spot && spot_quota {
             continue;
         }
-        let market = if request.spot { "spot" } else { "on-demand" };
-        record(claims, (plan.run, plan.attempt), request, None)?;
+        let market = crate::compile::model::Market::of_request(request.spot).name();
+        record(claims, plan.key(), request, None)?;
         on(Event::Phase(format!(
             "launching {} {market}",
             request.instance_type
@@ -454,20 +451,15 @@ async fn send_requests(
         )));
         match ec2::launch(client, plan, request).await {
             Ok(id) => {
-                record(
-                    claims,
-                    (plan.run, plan.attempt),
-                    request,
-                    Some(format!("launched {id}")),
-                )?;
-                settle(claims, (plan.run, plan.attempt), Some(&id), None)?;
+                record(claims, plan.key(), request, Some(format!("launched {id}")))?;
+                settle(claims, plan.key(), Some(&id), None)?;
                 return Ok(Sent::Launched(id, request.clone(), no_capacity));
             }
             Err(RequestError::Capacity(why)) => {
                 on(Event::Progress(format!(
                     "  no capacity: {why}; trying the next"
                 )));
-                record(claims, (plan.run, plan.attempt), request, Some(why.clone()))?;
+                record(claims, plan.key(), request, Some(why.clone()))?;
                 no_capacity.push(format!(
                     "{} {market} in {}: {why}",
                     request.instance_type, request.subnet
@@ -476,7 +468,7 @@ async fn send_requests(
             Err(RequestError::InstanceTerminated) => {
                 record(
                     claims,
-                    (plan.run, plan.attempt),
+                    plan.key(),
                     request,
                     Some("IdempotentInstanceTerminated".to_string()),
                 )?;
@@ -486,23 +478,13 @@ async fn send_requests(
                 on(Event::Progress(format!(
                     "  the spot quota is reached ({e}); on to on demand"
                 )));
-                record(
-                    claims,
-                    (plan.run, plan.attempt),
-                    request,
-                    Some(e.to_string()),
-                )?;
+                record(claims, plan.key(), request, Some(e.to_string()))?;
                 no_capacity.push(format!("{} spot: {e}", request.instance_type));
                 spot_quota = true;
             }
             Err(RequestError::Quota(e)) | Err(RequestError::Fatal(e)) => {
-                record(
-                    claims,
-                    (plan.run, plan.attempt),
-                    request,
-                    Some(e.to_string()),
-                )?;
-                settle(claims, (plan.run, plan.attempt), None, Some(e.to_string()))?;
+                record(claims, plan.key(), request, Some(e.to_string()))?;
+                settle(claims, plan.key(), None, Some(e.to_string()))?;
                 return Err(e);
             }
         }
@@ -511,12 +493,7 @@ async fn send_requests(
         "no capacity for any type and subnet of the profile ({})",
         no_capacity.join("; ")
     );
-    settle(
-        claims,
-        (plan.run, plan.attempt),
-        None,
-        Some(message.clone()),
-    )?;
+    settle(claims, plan.key(), None, Some(message.clone()))?;
     Err(Error::Aws {
         operation: "RunInstances",
         code: "InsufficientInstanceCapacity".to_string(),
@@ -613,7 +590,7 @@ async fn attach(
     };
     Ok(launched(
         false,
-        (claim.run, claim.attempt),
+        claim.key(),
         instance,
         None,
         Vec::new(),

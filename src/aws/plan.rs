@@ -73,6 +73,13 @@ pub struct LaunchPlan {
     pub budget_seconds: u64,
 }
 
+impl LaunchPlan {
+    /// The attempt this plan launches, as the claim names it: (run, attempt).
+    pub fn key(&self) -> (u32, u32) {
+        (self.run, self.attempt)
+    }
+}
+
 /// Plans the launch of `compiled` for the attempt `claim` holds: every tag
 /// and token derives from the claim, never from the current time, so that
 /// the same attempt always sends the same bytes. Fails when no instance type fits

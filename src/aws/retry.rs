@@ -16,7 +16,7 @@ use crate::aws::claim::{Claim, Claims, EndedAttempt};
 use crate::aws::ec2::Instance;
 use crate::aws::wait::{Finished, exit_code};
 use crate::check::catalog;
-use crate::compile::model::Retry;
+use crate::compile::model::{Market, Retry};
 use crate::diagnostics::Result;
 
 /// The StateReason EC2 gives an instance terminated by an API call (ours,
@@ -37,13 +37,18 @@ pub enum Verdict {
     End(Option<String>),
 }
 
-/// Who or what ended `instance` on purpose, if anything did.
-pub fn on_purpose(claim: &Claim, instance: &Instance, finished: &Finished) -> Option<String> {
-    if let Some(who) = claim
+/// What the claim records of `instance` being ended on purpose (by
+/// `bootforge terminate`).
+fn recorded<'a>(claim: &'a Claim, instance: &Instance) -> Option<&'a String> {
+    claim
         .ended_on_purpose
         .as_ref()
         .filter(|_| claim.instance_id.as_deref() == Some(instance.id.as_str()))
-    {
+}
+
+/// Who or what ended `instance` on purpose, if anything did.
+pub fn on_purpose(claim: &Claim, instance: &Instance, finished: &Finished) -> Option<String> {
+    if let Some(who) = recorded(claim, instance) {
         return Some(who.clone());
     }
     if finished.terminated_by_bootforge {
@@ -71,8 +76,7 @@ pub fn ended(claim: &Claim, instance: &Instance, finished: &Finished, now: u64) 
         instance_id: instance.id.clone(),
         instance_type: request.map_or(instance.instance_type.clone(), |r| r.instance_type.clone()),
         market: match request {
-            Some(r) if r.spot => "spot",
-            Some(_) => "on-demand",
+            Some(r) => Market::of_request(r.spot).name(),
             None if instance.id.starts_with("local-") => "local",
             None => "unknown",
         }
@@ -97,8 +101,7 @@ pub fn after(
     now: u64,
 ) -> Verdict {
     let purpose = on_purpose(claim, instance, finished);
-    if claim.ended_on_purpose.is_some()
-        && purpose.is_some()
+    if recorded(claim, instance).is_some()
         && matches!(finished.outcome.as_str(), "interrupted" | "no_status")
     {
         finished.outcome = TERMINATED.to_string();
@@ -138,8 +141,7 @@ pub fn after(
 pub fn advance(claims: &Claims, run: u32, ended: EndedAttempt, now: u64) -> Result<bool> {
     claims.update(|current| match current {
         Some(c)
-            if c.run == run
-                && c.attempt == ended.attempt
+            if c.key() == (run, ended.attempt)
                 && c.instance_id.as_deref() == Some(ended.instance_id.as_str()) =>
         {
             (Some(c.next_attempt(ended, now)), true)

@@ -31,7 +31,7 @@ pub fn client_token(
         payload_sha256,
         instance_type,
         subnet,
-        if spot { "spot" } else { "on-demand" },
+        crate::compile::model::Market::of_request(spot).name(),
     ] {
         h.update(part.as_bytes());
         h.update([0]);

@@ -145,6 +145,11 @@ impl Market {
         }
     }
 
+    /// The market of one request: spot, or on demand.
+    pub fn of_request(spot: bool) -> Market {
+        if spot { Market::Spot } else { Market::OnDemand }
+    }
+
     /// Whether any attempt is on the spot market.
     pub fn uses_spot(self) -> bool {
         self != Market::OnDemand

@@ -329,12 +329,7 @@ fn claim_attempt(
                 let instance = match start_run(compiled, claims, &claim, efs, mounts) {
                     Ok(i) => i,
                     Err(e) => {
-                        settle(
-                            claims,
-                            (claim.run, claim.attempt),
-                            None,
-                            Some(e.to_string()),
-                        )?;
+                        settle(claims, claim.key(), None, Some(e.to_string()))?;
                         return Err(e);
                     }
                 };
@@ -386,7 +381,7 @@ fn start_run(
         efs,
         mounts,
     )?;
-    settle(claims, (claim.run, claim.attempt), Some(&instance.id), None)?;
+    settle(claims, claim.key(), Some(&instance.id), None)?;
     Ok(instance)
 }
 
