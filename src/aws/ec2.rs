@@ -542,6 +542,47 @@ pub async fn console_output(client: &Client, id: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
+/// The latest Linux/UNIX spot price of each of `types` in each zone of the
+/// client's region (only `zone` when given), as DescribeSpotPriceHistory
+/// gives it with a start time of now.
+pub async fn spot_prices(
+    client: &Client,
+    types: &[String],
+    zone: Option<&str>,
+) -> Result<Vec<crate::aws::cost::SpotQuote>> {
+    let out = client
+        .describe_spot_price_history()
+        .set_instance_types(Some(
+            types
+                .iter()
+                .map(|t| InstanceType::from(t.as_str()))
+                .collect(),
+        ))
+        .product_descriptions("Linux/UNIX")
+        .set_availability_zone(zone.map(str::to_string))
+        .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(
+            i64::try_from(crate::clock::now()).unwrap_or(i64::MAX),
+        ))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSpotPriceHistory", &e))?;
+    Ok(out
+        .spot_price_history()
+        .iter()
+        .filter_map(|h| {
+            Some(crate::aws::cost::SpotQuote {
+                instance_type: h.instance_type()?.as_str().to_string(),
+                zone: h.availability_zone()?.to_string(),
+                price_per_hour: h.spot_price()?.parse().ok()?,
+                since: h
+                    .timestamp()
+                    .and_then(|t| u64::try_from(t.secs()).ok())
+                    .map(crate::clock::rfc3339),
+            })
+        })
+        .collect())
+}
+
 /// Terminates `ids`.
 pub async fn terminate(client: &Client, ids: &[String]) -> Result<()> {
     if ids.is_empty() {

@@ -98,6 +98,16 @@ pub fn iam_policy(name: &str, profile: &Profile) -> Json {
             "Resource": "*",
         }),
     ];
+    if i.market.uses_spot() {
+        // `cost` reads today's spot price; the action has no resource to
+        // scope it to.
+        statements.push(json!({
+            "Sid": "ReadSpotPrices",
+            "Effect": "Allow",
+            "Action": "ec2:DescribeSpotPriceHistory",
+            "Resource": "*",
+        }));
+    }
     if let Some(role) = &i.instance_role {
         let resource = if role.starts_with("arn:") {
             role.clone()

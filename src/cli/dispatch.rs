@@ -268,7 +268,8 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
         } => {
             let name = profile_name(&mut library, Some(profile))?;
             let loaded = load(&library, &name, &sets.parse()?)?;
-            let report = crate::aws::cost::cost(&name, &loaded.profile);
+            let prices = spot_prices(&loaded.profile);
+            let report = crate::aws::cost::cost(&name, &loaded.profile, &prices);
             if *json {
                 print_json(&report);
             } else {
@@ -300,6 +301,48 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
         }
     }
 }
+
+/// The spot prices `cost` shows for `profile`: EC2's, when the profile buys
+/// spot and EC2 answers within a few seconds; else the catalog's, saying why.
+fn spot_prices(profile: &crate::compile::model::Profile) -> crate::aws::cost::SpotPrices {
+    use crate::aws::cost::SpotPrices;
+    if !profile.instance.market.uses_spot() {
+        return SpotPrices::Catalog(None);
+    }
+    #[cfg(feature = "aws")]
+    {
+        let asked = aws::runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = crate::aws::ec2::client(&profile.instance.region).await;
+                let call = crate::aws::ec2::spot_prices(
+                    &client,
+                    &profile.instance.types,
+                    profile.instance.availability_zone.as_deref(),
+                );
+                tokio::time::timeout(SPOT_PRICE_BOUND, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Environment {
+                            message: format!("no answer in {}s", SPOT_PRICE_BOUND.as_secs()),
+                            help: None,
+                        })
+                    })
+            })
+        });
+        match asked {
+            Ok(quotes) => SpotPrices::Ec2(quotes),
+            Err(e) => SpotPrices::Catalog(Some(
+                e.to_string().lines().next().unwrap_or_default().to_string(),
+            )),
+        }
+    }
+    #[cfg(not(feature = "aws"))]
+    SpotPrices::Catalog(Some("this build has no AWS client".to_string()))
+}
+
+/// How long `cost` waits for EC2's spot prices before it shows the catalog's.
+#[cfg(feature = "aws")]
+const SPOT_PRICE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `man`: the page of `bootforge` on stdout, or with `dir` one page per
 /// command (`bootforge-launch.1`…) written there.
@@ -348,7 +391,7 @@ mod aws {
     use crate::compile::Compiled;
     use crate::diagnostics::{Error, Result};
 
-    fn runtime() -> Result<tokio::runtime::Runtime> {
+    pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -107,10 +107,15 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
     };
     let spot_line = |t: &crate::aws::cost::TypeCost| match t.spot_price_per_hour {
         Some(_) => println!(
-            "  {:14} {:18} spot {}/h: {} expected at the timeout ({:.0}% less), {} at worst",
+            "  {:14} {:18} spot {}/h ({}): {} expected at the timeout ({:.0}% less), {} at worst",
             "",
             "",
             per_hour(t.spot_price_per_hour),
+            if t.spot_from == Some("ec2") {
+                "EC2's"
+            } else {
+                "the catalog's"
+            },
             money(t.expected_at_timeout),
             t.expected_saving.unwrap_or(0.0) * 100.0,
             money(t.worst_case)
@@ -144,7 +149,7 @@ pub fn print_cost(report: &crate::aws::cost::CostReport) {
             );
         }
     }
-    if let Some(source) = report.spot_source {
+    if let Some(source) = &report.spot_source {
         println!("  spot prices: {source}");
     }
     if let Some(ceiling) = report.max_cost_usd {

@@ -786,6 +786,27 @@ fn iam_policy_is_least_privilege() {
         }
     }
     insta::assert_snapshot!("iam_policy_traffic_sign_gpu", run.stdout());
+    assert!(!run.stdout().contains("DescribeSpotPriceHistory"));
+    // A spot profile's host reads spot prices for `cost`, and only that more.
+    let spot = Test::new()
+        .args(["iam-policy", "traffic-sign-gpu-spot"])
+        .run()
+        .success();
+    let policy: Json = serde_json::from_str(&spot.stdout()).unwrap();
+    let unscoped: Vec<&Json> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Resource"] == "*")
+        .map(|s| &s["Action"])
+        .collect();
+    assert_eq!(
+        unscoped,
+        [
+            &serde_json::json!(["ec2:DescribeInstances", "ec2:DescribeInstanceStatus"]),
+            &serde_json::json!("ec2:DescribeSpotPriceHistory"),
+        ]
+    );
 }
 
 #[test]
@@ -872,6 +893,58 @@ fn cost_shows_the_spot_price_beside_the_on_demand_one_and_the_worst_case() {
         .success()
         .stdout();
     contains(&text, "spot: no catalog price");
+}
+
+#[test]
+fn cost_takes_the_spot_price_from_ec2_when_it_answers() {
+    let Some(w) = World::new() else { return };
+    let proxy = crate::proxy::Proxy::start(&w.moto.address, crate::proxy::Faults::default());
+    let report = |endpoint: &str, sets: &[&str]| -> Json {
+        let run = w
+            .bootforge(endpoint)
+            .args(["cost", "traffic-sign-gpu-spot", "--json"])
+            .args(sets)
+            .run()
+            .success();
+        serde_json::from_str(&run.stdout()).unwrap()
+    };
+    // The profile's zone (us-east-2b): EC2's price there, the double's 0.7124.
+    let r = report(&proxy.url, &[]);
+    let t = &r["types"][0];
+    assert_eq!(t["spot_price_per_hour"], 0.7124, "{r:#}");
+    assert_eq!(t["spot_from"], "ec2");
+    assert!(
+        r["spot_source"].as_str().unwrap().contains("us-east-2b"),
+        "{r:#}"
+    );
+    let expected = t["expected_at_timeout"].as_f64().unwrap();
+    assert!((expected - 0.7124 * 130.0 / 60.0).abs() < 1e-9, "{t}");
+    // The worst case does not move with today's price: it is at the cap.
+    assert!((t["worst_case"].as_f64().unwrap() - 3.0 * 1.861 * 130.0 / 60.0).abs() < 1e-9);
+    assert_eq!(proxy.count("DescribeSpotPriceHistory"), 1);
+    // No zone stated: the highest of the region's zones, as a job may land
+    // in any.
+    let r = report(&proxy.url, &["--set", "instance.availability_zone=null"]);
+    assert_eq!(r["types"][0]["spot_price_per_hour"], 0.7124, "{r:#}");
+    let r = report(
+        &proxy.url,
+        &[
+            "--set",
+            "instance.types=[g6.xlarge]",
+            "--set",
+            "instance.availability_zone=null",
+        ],
+    );
+    assert_eq!(r["types"][0]["spot_price_per_hour"], 0.3610, "{r:#}");
+    // EC2 does not answer: the catalog's figure, labelled, with why.
+    let r = report("http://127.0.0.1:9", &[]);
+    assert_eq!(r["types"][0]["spot_price_per_hour"], 0.67);
+    assert_eq!(r["types"][0]["spot_from"], "catalog");
+    let source = r["spot_source"].as_str().unwrap();
+    assert!(
+        source.contains("catalog") && source.contains("EC2 did not answer"),
+        "{source}"
+    );
 }
 
 #[test]

@@ -52,10 +52,16 @@ impl Default for Test {
 impl Test {
     pub fn new() -> Test {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bootforge"));
+        // Network tests only ever target loopback: a command that asks AWS
+        // (`cost` of a spot profile does) reaches a closed loopback port
+        // and never the metadata service, unless the test points it at
+        // its emulator.
         command
             .current_dir(root())
             .env_remove("BOOTFORGE_PROFILES")
-            .env_remove("BOOTFORGE_SNIPPETS");
+            .env_remove("BOOTFORGE_SNIPPETS")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         Test { command }
     }
 
