@@ -240,13 +240,24 @@ impl Claims {
     /// starts another attempt. False when the claim's attempt is on another
     /// instance.
     pub fn end_on_purpose(&self, instance: &str, at: u64) -> Result<bool> {
+        let who = format!(
+            "bootforge terminate ({}) at {}",
+            holder(),
+            crate::clock::rfc3339(at)
+        );
+        self.set_ended_on_purpose(instance, Some(who))
+    }
+
+    /// Takes back [`Claims::end_on_purpose`] for `instance`, when EC2
+    /// refused to terminate it.
+    pub fn not_ended(&self, instance: &str) -> Result<bool> {
+        self.set_ended_on_purpose(instance, None)
+    }
+
+    fn set_ended_on_purpose(&self, instance: &str, who: Option<String>) -> Result<bool> {
         self.update(|c| match c {
             Some(mut c) if c.instance_id.as_deref() == Some(instance) => {
-                c.ended_on_purpose = Some(format!(
-                    "bootforge terminate ({}) at {}",
-                    holder(),
-                    crate::clock::rfc3339(at)
-                ));
+                c.ended_on_purpose = who;
                 (Some(c), true)
             }
             _ => (None, false),

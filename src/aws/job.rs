@@ -47,6 +47,44 @@ pub fn local_claims() -> PathBuf {
     base.join("bootforge/claims")
 }
 
+/// Around `terminate`: the job claims of `instances` record that they are
+/// being ended on purpose (`ended`), before TerminateInstances is sent, so
+/// that no retry policy starts another attempt whenever a waiter looks;
+/// with `ended` false, for those EC2 refused to terminate, the record is
+/// taken back. (EC2's `Client.UserInitiatedShutdown` says so too.) A claim
+/// is found where the instance's profile, loaded with `overrides`, keeps
+/// it; an instance whose profile is not in the library is left to EC2's
+/// StateReason.
+pub fn record_ended_on_purpose(
+    library: &Library,
+    overrides: &[crate::compile::overrides::Override],
+    instances: &[&ec2::Instance],
+    ended: bool,
+) {
+    for i in instances {
+        let (Some(profile), Some(job)) = (i.profile.as_deref(), i.job.as_deref()) else {
+            continue;
+        };
+        let Ok(loaded) = load(library, profile, overrides) else {
+            continue;
+        };
+        let j = &loaded.profile.job;
+        let host_dir = PathBuf::from(j.host_log_dir.as_deref().unwrap_or(&j.log_dir));
+        // Only a claim that is there: no job directory is made for this.
+        let shared = host_dir.join(job).join(CLAIM_FILE).is_file();
+        if !shared && !local_claims().join(job).join(CLAIM_FILE).is_file() {
+            continue;
+        }
+        if let Ok(claims) = Claims::open(&host_dir, &local_claims(), job) {
+            let _ = if ended {
+                claims.end_on_purpose(&i.id, now())
+            } else {
+                claims.not_ended(&i.id)
+            };
+        }
+    }
+}
+
 /// What `launch` was asked.
 #[derive(Debug, Clone, Copy)]
 pub struct Request {

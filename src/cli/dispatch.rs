@@ -247,12 +247,14 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             ids,
             job,
             region,
+            sets,
             json,
             ..
         } => aws::terminate(
+            &library,
+            &sets.parse()?,
             &crate::aws::job::region(&library, region.region.as_deref())?,
-            ids,
-            job.as_deref(),
+            (ids, job.as_deref()),
             *json,
         ),
         #[cfg(feature = "aws")]
@@ -567,11 +569,29 @@ mod aws {
         i32::from(done.iter().any(|t| !t.terminated))
     }
 
-    pub fn terminate(region: &str, ids: &[String], job: Option<&str>, json: bool) -> Result<i32> {
+    pub fn terminate(
+        library: &crate::Library,
+        overrides: &[crate::compile::overrides::Override],
+        region: &str,
+        (ids, job): (&[String], Option<&str>),
+        json: bool,
+    ) -> Result<i32> {
         runtime()?.block_on(async {
             let client = ec2::client(region).await;
             let targets = reap::targets(&client, region, ids, job).await?;
+            use crate::aws::job::record_ended_on_purpose;
+            record_ended_on_purpose(
+                library,
+                overrides,
+                &targets.iter().collect::<Vec<_>>(),
+                true,
+            );
             let done = reap::terminate_by_profile(&client, &targets).await;
+            let refused: Vec<&ec2::Instance> = targets
+                .iter()
+                .filter(|i| done.iter().any(|t| t.instance_id == i.id && !t.terminated))
+                .collect();
+            record_ended_on_purpose(library, overrides, &refused, false);
             Ok(report_terminations(&done, None, json))
         })
     }

@@ -207,6 +207,11 @@ enum Command {
             requires = "spot_notice"
         )]
         warning: u64,
+        /// Where the jobs' claims are, when `launch` was given overrides:
+        /// the same `--set job.host_log_dir=…` (each instance's profile is
+        /// loaded with them to record the end on purpose in its claim).
+        #[command(flatten)]
+        sets: Sets,
         #[command(flatten)]
         region: RegionArg,
         #[arg(long)]

@@ -270,6 +270,37 @@ fn a_failed_job_and_a_job_terminated_on_purpose_are_not_retried() {
     // A later launch of the job reports it, and launches nothing either.
     let again = launch(&w, &proxy.url, "stopped", &[]).run();
     assert_eq!(proxy.run_instances().len(), 2, "{}", again.stderr());
+
+    // `bootforge terminate --job`: the claim records it too, and the job is
+    // reported `terminated`, not an interruption a caller would retry.
+    let waiter = Waiter::start(launch(&w, &proxy.url, "ended", &["--wait"]));
+    let id = next_instance(&w, "ended", &[], &waiter);
+    write_status(&w, "ended", &id, "interrupted", 143);
+    w.bootforge(&proxy.url)
+        .args(["terminate", "--job", "ended", "--json"])
+        .args(w.sets())
+        .run()
+        .success();
+    let (exit, doc, stderr) = waiter.finish();
+    assert_eq!(exit, 1, "{stderr}");
+    assert_eq!(doc["wait"]["outcome"], "terminated", "{doc:#}");
+    assert!(
+        doc["retry"]
+            .as_str()
+            .unwrap()
+            .contains("bootforge terminate")
+    );
+    let claim: Json = serde_json::from_str(
+        &std::fs::read_to_string(w.logs.path().join("ended/claim.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        claim["ended_on_purpose"]
+            .as_str()
+            .unwrap()
+            .starts_with("bootforge terminate")
+    );
+    assert_eq!(proxy.run_instances().len(), 3, "never relaunched");
 }
 
 #[test]
