@@ -3,7 +3,8 @@
 //! themselves: the client, its answers and EC2's consistency bound (`ec2`),
 //! one job's one instance (`claim`, `operate`), waiting for its outcome
 //! (`wait`), the next attempt under a retry policy (`retry`), cleaning up
-//! (`reap`) and what `launch` does and reports (`job`).
+//! (`reap`) and what `launch` does and reports (`job`); a job as its
+//! directory tells it, for `status` and `logs` (`status`).
 
 pub mod claim;
 pub mod cost;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod reap;
 #[cfg(feature = "aws")]
 pub mod retry;
+pub mod status;
 pub mod token;
 #[cfg(feature = "aws")]
 pub mod wait;

@@ -2,22 +2,23 @@
 //! library called, its values handed to [`super::reports`].
 
 use std::io::IsTerminal as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory as _;
 
 #[cfg(feature = "smoke")]
 use super::reports::Progress;
 use super::reports::{self, print_json};
-use super::{Cli, Command, Format, ListWhat, ReportFormat};
+use super::{Cli, Command, Format, JobPlace, ListWhat, ReportFormat};
 use crate::check::golden;
 use crate::check::validate;
-use crate::compile::compile;
 use crate::compile::explain::Explanation;
 use crate::compile::library::{Library, Project};
 use crate::compile::listing;
 use crate::compile::model::DEFAULT_PROFILE;
+use crate::compile::overrides::Override;
 use crate::compile::profile::load;
+use crate::compile::{Compiled, compile};
 use crate::diagnostics::{Error, Result};
 
 fn library(cli: &Cli) -> Result<(Library, Option<Project>)> {
@@ -34,6 +35,65 @@ fn profile_name(library: &mut Library, arg: Option<&str>) -> Result<String> {
             library.add_profile_file(Path::new(a))
         }
         Some(a) => Ok(a.to_string()),
+    }
+}
+
+/// The profile a job was launched with, compiled for it, and the folder
+/// that holds the job's directory on this host.
+fn job_place(library: &mut Library, job: &str, place: &JobPlace) -> Result<(Compiled, PathBuf)> {
+    let name = profile_name(library, place.profile.as_deref())?;
+    let mut overrides = place.sets.parse()?;
+    overrides.push(Override::parse(&format!("job_id={job}"))?);
+    let compiled = compile(library, &name, &overrides)?;
+    let dir = if place.local {
+        local_jobs_dir(&compiled, place.efs.as_deref())?
+    } else {
+        let j = &compiled.profile.profile.job;
+        PathBuf::from(j.host_log_dir.as_deref().unwrap_or(&j.log_dir))
+    };
+    Ok((compiled, dir))
+}
+
+#[cfg(feature = "smoke")]
+fn local_jobs_dir(compiled: &Compiled, efs: Option<&Path>) -> Result<PathBuf> {
+    crate::smoke::local::jobs_dir(compiled, efs)
+}
+
+#[cfg(not(feature = "smoke"))]
+fn local_jobs_dir(_: &Compiled, _: Option<&Path>) -> Result<PathBuf> {
+    Err(Error::Usage {
+        message: "this build has no local instances (the `smoke` feature)".to_string(),
+    })
+}
+
+/// `logs JOB`: the run's log, and with `follow` what it gains until the
+/// run's final status.
+fn logs(jobs: &Path, job: &str, run: Option<u32>, follow: bool) -> Result<i32> {
+    use std::io::{Read as _, Seek as _};
+    let dir = jobs.join(job);
+    let path = crate::aws::status::log_of(&dir, run)?;
+    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+    let mut offset = 0u64;
+    loop {
+        let mut text = Vec::new();
+        file.seek(std::io::SeekFrom::Start(offset))
+            .and_then(|_| file.read_to_end(&mut text))
+            .map_err(|e| Error::io(&path, "read", e))?;
+        offset += text.len() as u64;
+        reports::write_stdout(&text)?;
+        if !follow || path.parent() != Some(dir.as_path()) {
+            return Ok(0);
+        }
+        if crate::aws::status::run_ended(&dir) {
+            // What the finalizer appended last.
+            let mut rest = Vec::new();
+            let _ = file
+                .seek(std::io::SeekFrom::Start(offset))
+                .and_then(|_| file.read_to_end(&mut rest));
+            reports::write_stdout(&rest)?;
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 
@@ -222,6 +282,20 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
                 return aws::launch_local(&compiled, *dry_run, request, efs.clone(), *json);
             }
             aws::launch(&compiled, *dry_run, request, *json)
+        }
+        #[cfg(feature = "aws")]
+        Command::Status { job, place, json } => {
+            let (compiled, jobs) = job_place(&mut library, job, place)?;
+            aws::status(&compiled, &jobs, place.local, *json)
+        }
+        Command::Logs {
+            job,
+            place,
+            follow,
+            run,
+        } => {
+            let (_, jobs) = job_place(&mut library, job, place)?;
+            logs(&jobs, job, *run, *follow)
         }
         #[cfg(feature = "aws")]
         Command::Ps {
@@ -529,6 +603,56 @@ mod aws {
             let _ = (ids, job, spot_notice, json);
             Err(no_smoke())
         }
+    }
+
+    /// `status JOB`: the job's directory, and the instance's state from
+    /// EC2 or the local engine.
+    pub fn status(
+        compiled: &Compiled,
+        jobs: &std::path::Path,
+        local: bool,
+        json: bool,
+    ) -> Result<i32> {
+        let job = &compiled.profile.profile.job;
+        let files = crate::aws::status::read(jobs, &job.id)?;
+        let state = match files.claim.instance_id.clone() {
+            None => None,
+            Some(id) if local => local_state(&id)?,
+            Some(id) => {
+                let region = &compiled.profile.profile.instance.region;
+                let asked = runtime()?.block_on(async {
+                    let client = ec2::client(region).await;
+                    ec2::get(&client, &id).await
+                });
+                match asked {
+                    Ok(found) => Some(found.map_or("terminated".to_string(), |i| i.state)),
+                    Err(e) => {
+                        eprintln!("warning: EC2 did not say how {id} is: {e}");
+                        None
+                    }
+                }
+            }
+        };
+        let max_attempts = job.retry.as_ref().map_or(1, |r| r.attempts);
+        let status = crate::aws::status::summarize(files, state, max_attempts, now());
+        if json {
+            print_json(&status);
+        } else {
+            reports::print_status(&status);
+        }
+        Ok(0)
+    }
+
+    #[cfg(feature = "smoke")]
+    fn local_state(id: &str) -> Result<Option<String>> {
+        Ok(Some(
+            crate::smoke::instances::get(id)?.map_or("terminated".to_string(), |i| i.state),
+        ))
+    }
+
+    #[cfg(not(feature = "smoke"))]
+    fn local_state(_: &str) -> Result<Option<String>> {
+        Err(no_smoke())
     }
 
     pub fn ps(region: &str, json: bool) -> Result<i32> {

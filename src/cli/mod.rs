@@ -181,6 +181,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A job by its id: its run and attempts, the instance and its state,
+    /// the phase now and for how long, the cost so far, the outcome.
+    #[cfg(feature = "aws")]
+    #[command(
+        after_help = "Examples:\n  bootforge status run-42\n  bootforge status run-42 --profile traffic-sign-gpu-spot --json"
+    )]
+    Status {
+        job: String,
+        #[command(flatten)]
+        place: JobPlace,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's log: the current run's, or an earlier one's.
+    #[command(
+        after_help = "Examples:\n  bootforge logs run-42\n  bootforge logs run-42 --follow\n  bootforge logs run-42 --run 1"
+    )]
+    Logs {
+        job: String,
+        #[command(flatten)]
+        place: JobPlace,
+        /// Print the log as it grows, until the run's final status.
+        #[arg(long)]
+        follow: bool,
+        /// An earlier run's log (`launch --rerun` made the later ones).
+        #[arg(long, value_name = "N")]
+        run: Option<u32>,
+    },
     /// Terminate bootforge instances, by id or by job; never anything else.
     #[cfg(feature = "aws")]
     #[command(
@@ -293,6 +321,23 @@ impl Sets {
     fn parse(&self) -> Result<Vec<Override>> {
         self.set.iter().map(|s| Override::parse(s)).collect()
     }
+}
+
+/// Where a job's directory is: under its profile's `host_log_dir` (with
+/// the overrides `launch` had), or for a local job in the EFS folder.
+#[derive(Debug, clap::Args)]
+struct JobPlace {
+    /// The profile the job was launched with (the default profile otherwise).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    #[command(flatten)]
+    sets: Sets,
+    /// A job of `launch --local`.
+    #[arg(long)]
+    local: bool,
+    /// With --local: the folder that played the EFS (as `launch --local --efs`).
+    #[arg(long, value_name = "DIR", requires = "local")]
+    efs: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

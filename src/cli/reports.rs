@@ -91,6 +91,82 @@ pub fn print_list(rows: &[Listed]) {
     }
 }
 
+/// `status JOB`, for people.
+#[cfg(feature = "aws")]
+pub fn print_status(s: &crate::aws::status::JobStatus) {
+    let attempt = if s.max_attempts > 1 || s.attempt > 1 {
+        format!(" attempt {} of {}", s.attempt, s.max_attempts)
+    } else {
+        String::new()
+    };
+    println!(
+        "job {} ({}) run {}{attempt}: {}",
+        s.job,
+        s.profile,
+        s.run,
+        match &s.outcome {
+            Some(o) => format!("{o} (exit code {})", s.exit_code.unwrap_or(-1)),
+            None => format!(
+                "{}{}",
+                s.phase,
+                s.phase_seconds
+                    .map(|t| format!(" for {}", duration(t)))
+                    .unwrap_or_default()
+            ),
+        }
+    );
+    println!(
+        "  instance {} {}{}, launched {}",
+        s.instance_id.as_deref().unwrap_or("(none yet)"),
+        s.instance_state.as_deref().unwrap_or("(state unknown)"),
+        s.market
+            .as_deref()
+            .map(|m| format!(", {m} at {}/h", per_hour(s.price_per_hour)))
+            .unwrap_or_default(),
+        s.launched_at
+    );
+    if let Some(age) = s.heartbeat_age_seconds {
+        println!(
+            "  last beat {} ago{}",
+            duration(age),
+            if s.beating { "" } else { " (not beating)" }
+        );
+    }
+    println!(
+        "  cost so far: {}{}",
+        money(s.cost_so_far),
+        if s.earlier.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} with the run's {} earlier attempts)",
+                money(s.run_cost_so_far),
+                s.earlier.len()
+            )
+        }
+    );
+    for a in &s.earlier {
+        println!(
+            "  attempt {}: {} {} {}: {}",
+            a.attempt, a.instance_id, a.instance_type, a.market, a.outcome
+        );
+    }
+    if let Some(note) = &s.note {
+        println!("  note: {note}");
+    }
+    println!("  files: {}", s.job_dir.display());
+}
+
+/// Seconds as people read a phase's length: `45s`, `4m05s`, `1h02m`.
+#[cfg(feature = "aws")]
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 pub fn print_cost(report: &crate::aws::cost::CostReport) {
     println!(
         "profile {}: {:.2} h of timeout and grace, prices for {} ({})",

@@ -105,7 +105,7 @@ fn instance(c: &Json) -> Instance {
 }
 
 /// The local instance `id` (`local-…`), while its container exists.
-pub(super) fn get(id: &str) -> Result<Option<Instance>> {
+pub fn get(id: &str) -> Result<Option<Instance>> {
     let Some(short) = id.strip_prefix("local-") else {
         return Ok(None);
     };

@@ -72,6 +72,14 @@ pub fn efs_root(compiled: &Compiled, given: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
+/// Where a local job's directories are on this host (the job's
+/// `host_log_dir` in the EFS folder `efs`, or the default one): for
+/// `status --local` and `logs --local`.
+pub fn jobs_dir(compiled: &Compiled, efs: Option<&Path>) -> Result<PathBuf> {
+    let efs = efs_root(compiled, efs)?;
+    host_log_dir(compiled, &mounts(compiled), &efs)
+}
+
 /// Where the job's log directory (`log_dir`, on the instance) is in the
 /// EFS folder `efs`.
 fn host_log_dir(compiled: &Compiled, mounts: &[EfsMount], efs: &Path) -> Result<PathBuf> {

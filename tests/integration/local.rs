@@ -357,6 +357,27 @@ fn a_retry_policy_resumes_a_job_interrupted_locally_from_its_checkpoint() {
     assert_eq!(resumed.unwrap().trim(), "checkpoint of resume-1");
     assert_eq!(doc["wait"]["status"]["attempt"], 2, "{doc:#}");
     assert_eq!(w.instances_of("resume-1"), 2);
+    // `status` and `logs` of the local job, from the EFS folder.
+    let place = |t: &mut Test| {
+        t.args(["--local", "--efs"]).arg(w.efs.path());
+    };
+    let mut t = w.bootforge();
+    t.args(["status", "resume-1", "--json"]);
+    place(&mut t);
+    let s = json(&t.run().success());
+    assert_eq!(s["outcome"], "succeeded", "{s:#}");
+    assert_eq!(
+        (s["attempt"].clone(), s["instance_state"].clone()),
+        (2.into(), "terminated".into())
+    );
+    assert_eq!(s["earlier"][0]["outcome"], "interrupted");
+    let mut t = w.bootforge();
+    t.args(["logs", "resume-1"]);
+    place(&mut t);
+    crate::contains(
+        &t.run().success().stdout(),
+        "resuming from checkpoint of resume-1",
+    );
 
     // The same job ended with a plain terminate: not retried.
     let waiter = w

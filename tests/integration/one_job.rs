@@ -216,6 +216,103 @@ fn a_spot_interruption_is_interrupted_and_a_failed_launch_launch_failed() {
 }
 
 #[test]
+fn status_tells_the_phase_a_stopped_heartbeat_and_the_outcome_and_logs_print_the_run() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(&w.moto.address, Faults::default());
+    let doc = json(&launch(&w, &proxy.url, "watched", &[]).run().success());
+    let id = doc["instance_id"].as_str().unwrap().to_string();
+    let status = |extra: &[&str]| -> Json {
+        let run = w
+            .bootforge(&proxy.url)
+            .args(["status", "watched", "--json"])
+            .args(w.sets())
+            .args(extra)
+            .run()
+            .success();
+        serde_json::from_str(&run.stdout()).unwrap()
+    };
+    // Launched, no beat yet: booting.
+    let s = status(&[]);
+    assert_eq!(s["phase"], "boot", "{s:#}");
+    assert_eq!(s["instance_state"], "running");
+    assert_eq!(s["instance_id"], id.as_str());
+    // The runner beats: the pipeline has run for 40 minutes.
+    let dir = job_dir(&w, "watched");
+    let now = bootforge::clock::now();
+    let beat = |phase: &str, since: u64, at: u64| {
+        let doc = serde_json::json!({"instance_id": id, "phase": phase,
+            "phase_since": bootforge::clock::rfc3339(since),
+            "beat_at": bootforge::clock::rfc3339(at), "every_seconds": 15});
+        std::fs::write(dir.join("heartbeat.json"), doc.to_string()).unwrap();
+    };
+    beat("run", now - 2_400, now - 5);
+    let s = status(&[]);
+    assert_eq!(s["phase"], "run");
+    assert!(s["phase_seconds"].as_u64().unwrap() >= 2_400, "{s:#}");
+    assert_eq!(s["beating"], true);
+    assert!(s["cost_so_far"].as_f64().is_some());
+    // EC2 says running, but the beats stopped 5 minutes ago.
+    beat("run", now - 2_400, now - 300);
+    let s = status(&[]);
+    assert_eq!(s["beating"], false);
+    assert!(s["note"].as_str().unwrap().contains("not beaten"), "{s:#}");
+    let text = w
+        .bootforge(&proxy.url)
+        .args(["status", "watched"])
+        .args(w.sets())
+        .run()
+        .success()
+        .stdout();
+    crate::contains(&text, "not beating");
+    // The log, and the outcome once the status is final.
+    std::fs::write(dir.join("run-id"), format!("{id} boot 1\n")).unwrap();
+    std::fs::write(
+        dir.join("job.log"),
+        "phase run: start\npipeline says hello\n",
+    )
+    .unwrap();
+    let logs = w
+        .bootforge(&proxy.url)
+        .args(["logs", "watched"])
+        .args(w.sets())
+        .run()
+        .success()
+        .stdout();
+    crate::contains(&logs, "pipeline says hello");
+    std::fs::write(
+        dir.join("status.json"),
+        serde_json::json!({"instance_id": id, "outcome": "succeeded", "exit_code": 0,
+            "final": true, "ended_at": bootforge::clock::rfc3339(now)})
+        .to_string(),
+    )
+    .unwrap();
+    proxy.power_off(&id);
+    let s = status(&[]);
+    assert_eq!(
+        (s["phase"].clone(), s["outcome"].clone()),
+        ("ended".into(), "succeeded".into())
+    );
+    assert_eq!(s["instance_state"], "terminated");
+    // `logs --follow` of an ended run prints it and returns.
+    let logs = w
+        .bootforge(&proxy.url)
+        .args(["logs", "watched", "--follow"])
+        .args(w.sets())
+        .run()
+        .success()
+        .stdout();
+    crate::contains(&logs, "pipeline says hello");
+    // An unknown job says where it looked and what to give.
+    let run = w
+        .bootforge(&proxy.url)
+        .args(["status", "nobody", "--json"])
+        .args(w.sets())
+        .run()
+        .failure(2);
+    crate::contains(&run.stderr(), "--profile");
+}
+
+#[test]
 fn a_stale_status_from_an_earlier_run_is_never_reported() {
     let Some(w) = World::new() else { return };
     let proxy = Proxy::start(&w.moto.address, Faults::default());

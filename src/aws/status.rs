@@ -1,0 +1,367 @@
+//! `status JOB` and `logs JOB`: a job as its directory tells it (the
+//! launcher's claim, the runner's heartbeat and status, the log), with the
+//! instance's state as EC2 (or the local engine) gives it. Reading and
+//! summing up are here; asking EC2 is the caller's.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::aws::claim::{CLAIM_FILE, Claim, EndedAttempt};
+use crate::check::catalog;
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::diagnostics::{Error, Result};
+
+/// The runner's heartbeat file in the job's directory.
+pub const HEARTBEAT_FILE: &str = "heartbeat.json";
+/// Beats missed before `status` says the runner stopped beating.
+pub const MISSED_BEATS: u64 = 3;
+
+/// A job now, as `status` shows it (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub profile: String,
+    pub job_dir: PathBuf,
+    pub run: u32,
+    pub attempt: u32,
+    /// The retry policy's attempts in all (1 without one).
+    pub max_attempts: u32,
+    pub instance_id: Option<String>,
+    /// The instance's state as EC2 (or the local engine) gives it; absent
+    /// when it was not asked or did not say.
+    pub instance_state: Option<String>,
+    /// `spot` or `on-demand`, and its price an hour.
+    pub market: Option<String>,
+    pub price_per_hour: Option<f64>,
+    /// The current attempt's launch (RFC 3339).
+    pub launched_at: String,
+    /// The phase now (`mount`, `deps`, `gpu`, `run`, `finalize`…), `boot`
+    /// before the runner's first beat, `ended` once its status is final.
+    pub phase: String,
+    /// How long the phase has lasted, seconds.
+    pub phase_seconds: Option<u64>,
+    /// Seconds since the runner's last beat.
+    pub heartbeat_age_seconds: Option<u64>,
+    /// Whether the runner beats as often as it said it would.
+    pub beating: bool,
+    /// What looks wrong, when something does.
+    pub note: Option<String>,
+    /// What the attempt has cost so far (runtime × price), and with the
+    /// run's earlier attempts.
+    pub cost_so_far: Option<f64>,
+    pub run_cost_so_far: Option<f64>,
+    /// The job's outcome, once its status is final.
+    pub outcome: Option<String>,
+    pub exit_code: Option<i64>,
+    /// This attempt's status.json, interim (a spot notice) or final.
+    pub status: Option<Json>,
+    /// The run's earlier attempts.
+    pub earlier: Vec<EndedAttempt>,
+}
+
+/// What the job's directory holds.
+#[derive(Debug, Clone)]
+pub struct JobFiles {
+    pub dir: PathBuf,
+    pub claim: Claim,
+    pub heartbeat: Option<Json>,
+    pub status: Option<Json>,
+}
+
+fn read_json(path: &Path) -> Option<Json> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// The files of job `job` in `host_dir` (its `host_log_dir`): its claim,
+/// and the heartbeat and status of the claim's instance (never an earlier
+/// attempt's).
+pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
+    let dir = host_dir.join(job);
+    let path = dir.join(CLAIM_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Usage {
+        message: format!(
+            "no job {job} in {} ({e}): give the profile it was launched with (--profile), and its --set job.host_log_dir when it had one",
+            host_dir.display()
+        ),
+    })?;
+    let claim: Claim = serde_json::from_str(&text).map_err(|e| Error::Usage {
+        message: format!("{} is not a claim bootforge can read ({e})", path.display()),
+    })?;
+    let mine = |doc: Option<Json>| {
+        doc.filter(|d| {
+            claim.instance_id.is_some() && d["instance_id"].as_str() == claim.instance_id.as_deref()
+        })
+    };
+    Ok(JobFiles {
+        heartbeat: mine(read_json(&dir.join(HEARTBEAT_FILE))),
+        status: mine(read_json(&dir.join("status.json"))),
+        dir,
+        claim,
+    })
+}
+
+/// The job now: `files`, the instance's `state` (EC2's or the engine's),
+/// at `now` (seconds since the epoch).
+pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now: u64) -> JobStatus {
+    let c = &files.claim;
+    let launched_by = c.instance_id.as_ref().map(|id| format!("launched {id}"));
+    let request = c
+        .requests
+        .iter()
+        .find(|r| r.result.is_some() && r.result == launched_by);
+    let price = request.and_then(|r| r.price_per_hour);
+    let final_status = files.status.as_ref().filter(|s| s["final"] != false);
+    let ended_at = final_status
+        .and_then(|s| s["ended_at"].as_str())
+        .and_then(parse_rfc3339);
+    let gone = state.as_deref() == Some("terminated");
+    let until = ended_at.unwrap_or(now);
+    let cost = price.map(|p| catalog::job_cost(p, until.saturating_sub(c.launched_at)));
+    let beat = files.heartbeat.as_ref();
+    let beat_at = beat
+        .and_then(|b| b["beat_at"].as_str())
+        .and_then(parse_rfc3339);
+    let every = beat.and_then(|b| b["every_seconds"].as_u64()).unwrap_or(15);
+    let age = beat_at.map(|t| now.saturating_sub(t));
+    let beating = final_status.is_none() && !gone && age.is_some_and(|a| a <= MISSED_BEATS * every);
+    let (phase, phase_seconds) = match (final_status, beat) {
+        (Some(_), _) => ("ended".to_string(), None),
+        (None, Some(b)) => (
+            b["phase"].as_str().unwrap_or("start").to_string(),
+            b["phase_since"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .map(|t| now.saturating_sub(t)),
+        ),
+        (None, None) => ("boot".to_string(), Some(now.saturating_sub(c.launched_at))),
+    };
+    let note = match (final_status, state.as_deref(), age) {
+        (None, Some("running"), Some(a)) if !beating => Some(format!(
+            "EC2 says running, but the runner has not beaten for {a}s (it beats every {every}s): it may be hung, or the EFS may not answer"
+        )),
+        (None, Some("terminated"), _) => Some(
+            "the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let earlier_cost: Option<f64> = c.earlier.iter().map(|a| a.cost_usd).sum();
+    JobStatus {
+        job: c.job.clone(),
+        profile: c.profile.clone(),
+        job_dir: files.dir.clone(),
+        run: c.run,
+        attempt: c.attempt,
+        max_attempts,
+        instance_id: c.instance_id.clone(),
+        instance_state: state,
+        market: request.map(|r| {
+            crate::compile::model::Market::of_request(r.spot)
+                .name()
+                .to_string()
+        }),
+        price_per_hour: price,
+        launched_at: rfc3339(c.launched_at),
+        phase,
+        phase_seconds,
+        heartbeat_age_seconds: age,
+        beating,
+        note,
+        cost_so_far: cost,
+        run_cost_so_far: cost.zip(earlier_cost).map(|(a, b)| a + b),
+        outcome: final_status
+            .and_then(|s| s["outcome"].as_str())
+            .map(str::to_string),
+        exit_code: final_status.and_then(|s| s["exit_code"].as_i64()),
+        status: files.status.clone(),
+        earlier: c.earlier.clone(),
+    }
+}
+
+/// Whether the run whose files are in `dir` (its `run-id`) has written its
+/// final status: `logs --follow` stops there.
+pub fn run_ended(dir: &Path) -> bool {
+    let instance = std::fs::read_to_string(dir.join("run-id"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string));
+    read_json(&dir.join("status.json")).is_some_and(|s| {
+        s["final"] != false
+            && instance.is_some()
+            && s["instance_id"].as_str() == instance.as_deref()
+    })
+}
+
+/// The log of run `run` of the job in `dir` (the current one when `None`):
+/// `job.log` in the job's directory when its `run-id` is that run's, else
+/// in the newest of `runs/*` whose `run-id` is.
+pub fn log_of(dir: &Path, run: Option<u32>) -> Result<PathBuf> {
+    let run_of = |d: &Path| {
+        std::fs::read_to_string(d.join("run-id"))
+            .ok()
+            .and_then(|t| {
+                t.split_whitespace()
+                    .nth(2)
+                    .and_then(|r| r.parse::<u32>().ok())
+            })
+    };
+    let current = dir.join("job.log");
+    let Some(wanted) = run else {
+        return if current.is_file() {
+            Ok(current)
+        } else {
+            Err(Error::Usage {
+                message: format!(
+                    "no log yet in {}: the instance has not written one",
+                    dir.display()
+                ),
+            })
+        };
+    };
+    if run_of(dir) == Some(wanted) && current.is_file() {
+        return Ok(current);
+    }
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir.join("runs"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| run_of(d) == Some(wanted) && d.join("job.log").is_file())
+        .filter_map(|d| {
+            let at = std::fs::metadata(d.join("job.log"))
+                .and_then(|m| m.modified())
+                .ok()?;
+            Some((at, d.join("job.log")))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or_else(|| Error::Usage {
+        message: format!("no log of run {wanted} in {} or its runs/", dir.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::claim::ClaimedRequest;
+
+    fn files(heartbeat: Option<Json>, status: Option<Json>) -> JobFiles {
+        let mut claim = Claim::new("p", "j", 1, "sha", 1_000);
+        claim.instance_id = Some("i-1".to_string());
+        claim.requests.push(ClaimedRequest {
+            client_token: "t".to_string(),
+            instance_type: "g6e.xlarge".to_string(),
+            subnet: "s".to_string(),
+            spot: true,
+            result: Some("launched i-1".to_string()),
+            price_per_hour: Some(0.72),
+        });
+        JobFiles {
+            dir: PathBuf::from("/efs/jobs/j"),
+            claim,
+            heartbeat,
+            status,
+        }
+    }
+
+    fn beat(phase: &str, since: u64, at: u64) -> Json {
+        serde_json::json!({"instance_id": "i-1", "phase": phase,
+            "phase_since": rfc3339(since), "beat_at": rfc3339(at), "every_seconds": 15})
+    }
+
+    #[test]
+    fn the_phase_and_its_length_come_from_the_heartbeat() {
+        let s = summarize(
+            files(Some(beat("mount", 1_060, 1_290)), None),
+            Some("running".into()),
+            3,
+            1_300,
+        );
+        assert_eq!((s.phase.as_str(), s.phase_seconds), ("mount", Some(240)));
+        assert!(s.beating && s.note.is_none());
+        // Half an hour at $0.72.
+        assert!((s.cost_so_far.unwrap() - 0.72 * 300.0 / 3600.0).abs() < 1e-9);
+        assert_eq!(s.market.as_deref(), Some("spot"));
+        let s = summarize(
+            files(Some(beat("run", 1_300, 3_690)), None),
+            Some("running".into()),
+            3,
+            3_700,
+        );
+        assert_eq!((s.phase.as_str(), s.phase_seconds), ("run", Some(2_400)));
+        // Before the first beat: booting since the launch.
+        let s = summarize(files(None, None), Some("pending".into()), 1, 1_090);
+        assert_eq!((s.phase.as_str(), s.phase_seconds), ("boot", Some(90)));
+    }
+
+    #[test]
+    fn a_running_instance_that_stopped_beating_is_told() {
+        let s = summarize(
+            files(Some(beat("run", 1_100, 1_200)), None),
+            Some("running".into()),
+            1,
+            1_246,
+        );
+        assert!(!s.beating);
+        assert!(s.note.unwrap().contains("not beaten for 46s"));
+        let s = summarize(
+            files(Some(beat("run", 1_100, 1_200)), None),
+            Some("running".into()),
+            1,
+            1_245,
+        );
+        assert!(s.beating, "three beats of 15 s may be missed");
+    }
+
+    #[test]
+    fn a_final_status_ends_the_job_and_stops_the_cost() {
+        let status = serde_json::json!({"instance_id": "i-1", "outcome": "failed", "exit_code": 1,
+            "final": true, "ended_at": rfc3339(4_600)});
+        let s = summarize(
+            files(Some(beat("run", 1_100, 4_590)), Some(status)),
+            Some("terminated".into()),
+            1,
+            9_000,
+        );
+        assert_eq!(s.phase, "ended");
+        assert_eq!(s.outcome.as_deref(), Some("failed"));
+        assert!(
+            (s.cost_so_far.unwrap() - 0.72).abs() < 1e-9,
+            "an hour, not until now"
+        );
+        assert!(s.note.is_none() && !s.beating);
+        // An interim status (a spot notice) is not the end.
+        let interim =
+            serde_json::json!({"instance_id": "i-1", "outcome": "interrupted", "final": false});
+        let s = summarize(
+            files(Some(beat("run", 1_100, 1_190)), Some(interim)),
+            Some("running".into()),
+            1,
+            1_200,
+        );
+        assert_eq!(s.phase, "run");
+        assert!(s.outcome.is_none() && s.status.is_some());
+    }
+
+    #[test]
+    fn an_earlier_runs_log_is_found_by_its_run_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("run-id"), "i-3 boot 2\n").unwrap();
+        std::fs::write(d.join("job.log"), "run 2\n").unwrap();
+        std::fs::create_dir_all(d.join("runs/i-1")).unwrap();
+        std::fs::write(d.join("runs/i-1/run-id"), "i-1 boot 1\n").unwrap();
+        std::fs::write(d.join("runs/i-1/job.log"), "run 1\n").unwrap();
+        assert_eq!(log_of(d, None).unwrap(), d.join("job.log"));
+        assert_eq!(log_of(d, Some(2)).unwrap(), d.join("job.log"));
+        assert_eq!(log_of(d, Some(1)).unwrap(), d.join("runs/i-1/job.log"));
+        assert!(
+            log_of(d, Some(7))
+                .unwrap_err()
+                .to_string()
+                .contains("no log of run 7")
+        );
+    }
+}
