@@ -130,10 +130,10 @@ start_beater() {
   (
     trap - EXIT TERM INT HUP USR1
     while kill -0 $$ 2>/dev/null; do
-      beat 2>/dev/null
+      beat
       sleep "$BEAT_S"
     done
-  ) &
+  ) </dev/null &>/dev/null &
   BEATER=$!
 }
 
@@ -227,7 +227,10 @@ finalize() {
   trap - EXIT
   trap '' TERM INT HUP USR1
   # The status tells the end from here on; no beat may come after it.
-  [ -z "$BEATER" ] || kill -9 "$BEATER" 2>/dev/null
+  if [ -n "$BEATER" ]; then
+    pkill -9 -P "$BEATER"
+    kill -9 "$BEATER" 2>/dev/null
+  fi
 {% if poweroff %}
   # Scheduled before anything touches the EFS: a hung NFS cannot hold the
   # instance.
