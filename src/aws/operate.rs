@@ -308,10 +308,15 @@ async fn launch_run(
     beat.abort();
     let (id, request, no_capacity) = match result {
         Ok(Sent::Launched(id, request, no_capacity)) => (id, Some(request), no_capacity),
-        Ok(Sent::Ended) => {
-            // A token of this run launched an instance that has terminated
-            // since: the run is over. Its id, from its tags.
+        Ok(Sent::Ended(request)) => {
+            // The token of `request` launched an instance that has
+            // terminated since: the attempt is over. Its id, from its tags;
+            // the claim records that this request launched it (its market
+            // and price are the attempt's).
             let found = find_run_instance(client, &plan.job, plan.key(), on).await?;
+            if let Some(id) = &found {
+                record(claims, plan.key(), &request, Some(format!("launched {id}")))?;
+            }
             settle(claims, plan.key(), found.as_deref(), None)?;
             let Some(id) = found else {
                 return Err(Error::Environment {
@@ -420,8 +425,8 @@ fn not_visible(id: &str) -> Error {
 
 enum Sent {
     Launched(String, RunRequest, Vec<String>),
-    /// The run's instance has already terminated.
-    Ended,
+    /// The instance this request's token launched has already terminated.
+    Ended(RunRequest),
 }
 
 async fn send_requests(
@@ -472,7 +477,7 @@ async fn send_requests(
                     request,
                     Some("IdempotentInstanceTerminated".to_string()),
                 )?;
-                return Ok(Sent::Ended);
+                return Ok(Sent::Ended(request.clone()));
             }
             Err(RequestError::Quota(e)) if request.spot && on_demand_after => {
                 on(Event::Progress(format!(

@@ -1,9 +1,11 @@
 //! The command line: argv in (this module: the arguments), the library
-//! called (`dispatch`), text or JSON out (`reports`), exit code back. The
-//! only module that prints.
+//! called (`dispatch`; the commands that talk to EC2 in `instances`), text
+//! or JSON out (`reports`), exit code back. The only module that prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod dispatch;
+#[cfg(feature = "aws")]
+mod instances;
 mod reports;
 
 use std::path::PathBuf;
