@@ -226,16 +226,14 @@ finalize() {
   [ "$BASHPID" = "$$" ] || exit "$rc"
   trap - EXIT
   trap '' TERM INT HUP USR1
-  # The status tells the end from here on; no beat may come after it.
-  if [ -n "$BEATER" ]; then
-    pkill -9 -P "$BEATER"
-    kill -9 "$BEATER" 2>/dev/null
-  fi
 {% if poweroff %}
   # Scheduled before anything touches the EFS: a hung NFS cannot hold the
   # instance.
   arm "$FINAL_S" finalize
 {% endif %}
+  # The status tells the end from here on; no beat may come after it. (Its
+  # sleep, holding nothing of the runner's, ends by itself.)
+  [ -z "$BEATER" ] || kill -9 "$BEATER" 2>/dev/null
   [ -n "$LOGS_READY" ] && LOG_FILE=$LOCAL_DIR/final.log && : >"$LOG_FILE"
   phase_end
   EXIT_CODE=${EXIT_CODE:-$rc}
