@@ -18,7 +18,6 @@ RUN_USER={{ job.user }}
 TIMEOUT_S={{ job.timeout_seconds }}
 KILL_AFTER_S={{ job.kill_after_seconds }}
 FINAL_S={{ finalize_seconds }}
-BEAT_S={{ heartbeat_seconds }}
 # The helpers written beside the runner (/usr/local/lib/bootforge).
 LIB=$(cd "${BASH_SOURCE[0]%/*}/../lib/bootforge" 2>/dev/null && pwd) || LIB=/usr/local/lib/bootforge
 BOOT_ID=$(</proc/sys/kernel/random/boot_id)
@@ -42,7 +41,7 @@ mkdir -p "$LOCAL_DIR"
 echo "$BOOT_ID" >"$STATE_DIR/runner-boot"
 
 OUTCOME='' EXIT_CODE='' MESSAGE='' PHASE='' PHASES='' LOGS_READY='' SHUTDOWN='' NOTICE='' TRAPPED=''
-GPU_NAME='' GPU_DRIVER='' VENV='' RUN_NO='' i='' b='' t='' STALE='' BEATER=''
+GPU_NAME='' GPU_DRIVER='' VENV='' RUN_NO='' i='' b='' t='' STALE=''
 printf -v STARTED_AT '%(%FT%TZ)T' -1
 AS=()
 [ $UID = 0 ] && AS=(runuser -u "$RUN_USER" --)
@@ -108,33 +107,7 @@ phase() {
   phase_end
   [ "$1" = mount ] || ensure_logs
   PHASE=$1 t=$EPOCHSECONDS
-  echo "$1 $t" >"$LOCAL_DIR/phase"
   log "phase $1: start"
-}
-
-# beat: heartbeat.json in the job's directory: this run, its phase and
-# since when, and now. `bootforge status` reads it to tell "mounting for 4
-# min" from "running the pipeline for 40 min", and a runner that stopped
-# beating from one that is busy.
-beat() {
-  local name='' since=''
-  read -r name since 2>/dev/null <"$LOCAL_DIR/phase"
-  printf '{"instance_id": "%s", "boot_id": "%s", "run": %s, "phase": "%s", "phase_since": "%(%FT%TZ)T", "beat_at": "%(%FT%TZ)T", "every_seconds": %s}\n' \
-    "$INSTANCE_ID" "$BOOT_ID" "${RUN_NO:-null}" "${name:-start}" "${since:-$EPOCHSECONDS}" -1 "$BEAT_S" \
-    >"$JOB_DIR/.heartbeat.json.tmp" && mv -f "$JOB_DIR/.heartbeat.json.tmp" "$JOB_DIR/heartbeat.json"
-}
-
-# The beater: a beat every BEAT_S seconds while the runner lives. Nothing
-# waits for it, so a hung EFS holds only the beater.
-start_beater() {
-  (
-    trap - EXIT TERM INT HUP USR1
-    while kill -0 $$ 2>/dev/null; do
-      beat
-      sleep "$BEAT_S"
-    done
-  ) </dev/null &>/dev/null &
-  BEATER=$!
 }
 
 # fail OUTCOME MESSAGE: end the job now with that outcome.
@@ -184,7 +157,6 @@ ensure_logs() {
   if echo "$RUN${RUN_NO:+ $RUN_NO}" >"$JOB_DIR/run-id" && cat "$LOG_FILE" >>"$JOB_DIR/job.log"; then
     own "${JOB_DIR%/*}" "$JOB_DIR" "$JOB_DIR/job.log" "$JOB_DIR/run-id"
     LOG_FILE=$JOB_DIR/job.log LOGS_READY=1
-    start_beater
     log "logs go to $JOB_DIR${RUN_NO:+ (run $RUN_NO)}"
   else
     log "warning: cannot write to $JOB_DIR; logs stay in $LOCAL_DIR"
@@ -231,9 +203,6 @@ finalize() {
   # instance.
   arm "$FINAL_S" finalize
 {% endif %}
-  # The status tells the end from here on; no beat may come after it. (Its
-  # sleep, holding nothing of the runner's, ends by itself.)
-  [ -z "$BEATER" ] || kill -9 "$BEATER" 2>/dev/null
   [ -n "$LOGS_READY" ] && LOG_FILE=$LOCAL_DIR/final.log && : >"$LOG_FILE"
   phase_end
   EXIT_CODE=${EXIT_CODE:-$rc}

@@ -1,7 +1,7 @@
 //! `status JOB` and `logs JOB`: a job as its directory tells it (the
-//! launcher's claim, the runner's heartbeat and status, the log), with the
-//! instance's state as EC2 (or the local engine) gives it. Reading and
-//! summing up are here; asking EC2 is the caller's.
+//! launcher's claim, the runner's status, the log), with the instance's
+//! state as EC2 (or the local engine) gives it. Reading and summing up are
+//! here; asking EC2 is the caller's.
 
 use std::path::{Path, PathBuf};
 
@@ -12,11 +12,6 @@ use crate::aws::claim::{CLAIM_FILE, Claim, EndedAttempt};
 use crate::check::catalog;
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::diagnostics::{Error, Result};
-
-/// The runner's heartbeat file in the job's directory.
-pub const HEARTBEAT_FILE: &str = "heartbeat.json";
-/// Beats missed before `status` says the runner stopped beating.
-pub const MISSED_BEATS: u64 = 3;
 
 /// A job now, as `status` shows it (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]
@@ -37,15 +32,12 @@ pub struct JobStatus {
     pub price_per_hour: Option<f64>,
     /// The current attempt's launch (RFC 3339).
     pub launched_at: String,
-    /// The phase now (`mount`, `deps`, `gpu`, `run`, `finalize`…), `boot`
-    /// before the runner's first beat, `ended` once its status is final.
+    /// `launched` while the attempt runs, `interrupted` once the runner
+    /// wrote a spot notice's interim status, `ended` once its status is
+    /// final.
     pub phase: String,
-    /// How long the phase has lasted, seconds.
-    pub phase_seconds: Option<u64>,
-    /// Seconds since the runner's last beat.
-    pub heartbeat_age_seconds: Option<u64>,
-    /// Whether the runner beats as often as it said it would.
-    pub beating: bool,
+    /// How long the attempt has run (to its end, once it has ended), seconds.
+    pub seconds: u64,
     /// What looks wrong, when something does.
     pub note: Option<String>,
     /// What the attempt has cost so far (runtime × price), and with the
@@ -66,7 +58,6 @@ pub struct JobStatus {
 pub struct JobFiles {
     pub dir: PathBuf,
     pub claim: Claim,
-    pub heartbeat: Option<Json>,
     pub status: Option<Json>,
 }
 
@@ -77,8 +68,7 @@ fn read_json(path: &Path) -> Option<Json> {
 }
 
 /// The files of job `job` in `host_dir` (its `host_log_dir`): its claim,
-/// and the heartbeat and status of the claim's instance (never an earlier
-/// attempt's).
+/// and the status of the claim's instance (never an earlier attempt's).
 pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
     let dir = host_dir.join(job);
     let path = dir.join(CLAIM_FILE);
@@ -97,7 +87,6 @@ pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
         })
     };
     Ok(JobFiles {
-        heartbeat: mine(read_json(&dir.join(HEARTBEAT_FILE))),
         status: mine(read_json(&dir.join("status.json"))),
         dir,
         claim,
@@ -121,34 +110,15 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
     let gone = state.as_deref() == Some("terminated");
     let until = ended_at.unwrap_or(now);
     let cost = price.map(|p| catalog::job_cost(p, until.saturating_sub(c.launched_at)));
-    let beat = files.heartbeat.as_ref();
-    let beat_at = beat
-        .and_then(|b| b["beat_at"].as_str())
-        .and_then(parse_rfc3339);
-    let every = beat.and_then(|b| b["every_seconds"].as_u64()).unwrap_or(15);
-    let age = beat_at.map(|t| now.saturating_sub(t));
-    let beating = final_status.is_none() && !gone && age.is_some_and(|a| a <= MISSED_BEATS * every);
-    let (phase, phase_seconds) = match (final_status, beat) {
-        (Some(_), _) => ("ended".to_string(), None),
-        (None, Some(b)) => (
-            b["phase"].as_str().unwrap_or("start").to_string(),
-            b["phase_since"]
-                .as_str()
-                .and_then(parse_rfc3339)
-                .map(|t| now.saturating_sub(t)),
-        ),
-        (None, None) => ("boot".to_string(), Some(now.saturating_sub(c.launched_at))),
+    let phase = match (final_status, &files.status) {
+        (Some(_), _) => "ended",
+        (None, Some(_)) => "interrupted",
+        (None, None) => "launched",
     };
-    let note = match (final_status, state.as_deref(), age) {
-        (None, Some("running"), Some(a)) if !beating => Some(format!(
-            "EC2 says running, but the runner has not beaten for {a}s (it beats every {every}s): it may be hung, or the EFS may not answer"
-        )),
-        (None, Some("terminated"), _) => Some(
-            "the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
-                .to_string(),
-        ),
-        _ => None,
-    };
+    let note = (final_status.is_none() && gone).then(|| {
+        "the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
+            .to_string()
+    });
     let earlier_cost: Option<f64> = c.earlier.iter().map(|a| a.cost_usd).sum();
     JobStatus {
         job: c.job.clone(),
@@ -166,10 +136,8 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
         }),
         price_per_hour: price,
         launched_at: rfc3339(c.launched_at),
-        phase,
-        phase_seconds,
-        heartbeat_age_seconds: age,
-        beating,
+        phase: phase.to_string(),
+        seconds: until.saturating_sub(c.launched_at),
         note,
         cost_so_far: cost,
         run_cost_so_far: cost.zip(earlier_cost).map(|(a, b)| a + b),
@@ -247,7 +215,7 @@ mod tests {
     use super::*;
     use crate::aws::claim::ClaimedRequest;
 
-    fn files(heartbeat: Option<Json>, status: Option<Json>) -> JobFiles {
+    fn files(status: Option<Json>) -> JobFiles {
         let mut claim = Claim::new("p", "j", 1, "sha", 1_000);
         claim.instance_id = Some("i-1".to_string());
         claim.requests.push(ClaimedRequest {
@@ -261,87 +229,40 @@ mod tests {
         JobFiles {
             dir: PathBuf::from("/efs/jobs/j"),
             claim,
-            heartbeat,
             status,
         }
     }
 
-    fn beat(phase: &str, since: u64, at: u64) -> Json {
-        serde_json::json!({"instance_id": "i-1", "phase": phase,
-            "phase_since": rfc3339(since), "beat_at": rfc3339(at), "every_seconds": 15})
-    }
-
     #[test]
-    fn the_phase_and_its_length_come_from_the_heartbeat() {
-        let s = summarize(
-            files(Some(beat("mount", 1_060, 1_290)), None),
-            Some("running".into()),
-            3,
-            1_300,
-        );
-        assert_eq!((s.phase.as_str(), s.phase_seconds), ("mount", Some(240)));
-        assert!(s.beating && s.note.is_none());
-        // Half an hour at $0.72.
+    fn a_running_attempt_costs_its_time_so_far() {
+        let s = summarize(files(None), Some("running".into()), 3, 1_300);
+        assert_eq!((s.phase.as_str(), s.seconds), ("launched", 300));
+        assert!(s.note.is_none());
+        // Five minutes at $0.72.
         assert!((s.cost_so_far.unwrap() - 0.72 * 300.0 / 3600.0).abs() < 1e-9);
         assert_eq!(s.market.as_deref(), Some("spot"));
-        let s = summarize(
-            files(Some(beat("run", 1_300, 3_690)), None),
-            Some("running".into()),
-            3,
-            3_700,
-        );
-        assert_eq!((s.phase.as_str(), s.phase_seconds), ("run", Some(2_400)));
-        // Before the first beat: booting since the launch.
-        let s = summarize(files(None, None), Some("pending".into()), 1, 1_090);
-        assert_eq!((s.phase.as_str(), s.phase_seconds), ("boot", Some(90)));
-    }
-
-    #[test]
-    fn a_running_instance_that_stopped_beating_is_told() {
-        let s = summarize(
-            files(Some(beat("run", 1_100, 1_200)), None),
-            Some("running".into()),
-            1,
-            1_246,
-        );
-        assert!(!s.beating);
-        assert!(s.note.unwrap().contains("not beaten for 46s"));
-        let s = summarize(
-            files(Some(beat("run", 1_100, 1_200)), None),
-            Some("running".into()),
-            1,
-            1_245,
-        );
-        assert!(s.beating, "three beats of 15 s may be missed");
+        // Gone without a final status: said, with where to look.
+        let s = summarize(files(None), Some("terminated".into()), 3, 1_300);
+        assert!(s.note.unwrap().contains("without a final status"));
     }
 
     #[test]
     fn a_final_status_ends_the_job_and_stops_the_cost() {
         let status = serde_json::json!({"instance_id": "i-1", "outcome": "failed", "exit_code": 1,
             "final": true, "ended_at": rfc3339(4_600)});
-        let s = summarize(
-            files(Some(beat("run", 1_100, 4_590)), Some(status)),
-            Some("terminated".into()),
-            1,
-            9_000,
-        );
+        let s = summarize(files(Some(status)), Some("terminated".into()), 1, 9_000);
         assert_eq!(s.phase, "ended");
         assert_eq!(s.outcome.as_deref(), Some("failed"));
         assert!(
             (s.cost_so_far.unwrap() - 0.72).abs() < 1e-9,
             "an hour, not until now"
         );
-        assert!(s.note.is_none() && !s.beating);
+        assert!(s.note.is_none());
         // An interim status (a spot notice) is not the end.
         let interim =
             serde_json::json!({"instance_id": "i-1", "outcome": "interrupted", "final": false});
-        let s = summarize(
-            files(Some(beat("run", 1_100, 1_190)), Some(interim)),
-            Some("running".into()),
-            1,
-            1_200,
-        );
-        assert_eq!(s.phase, "run");
+        let s = summarize(files(Some(interim)), Some("running".into()), 1, 1_200);
+        assert_eq!(s.phase, "interrupted");
         assert!(s.outcome.is_none() && s.status.is_some());
     }
 

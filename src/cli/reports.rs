@@ -106,13 +106,7 @@ pub fn print_status(s: &crate::aws::status::JobStatus) {
         s.run,
         match &s.outcome {
             Some(o) => format!("{o} (exit code {})", s.exit_code.unwrap_or(-1)),
-            None => format!(
-                "{}{}",
-                s.phase,
-                s.phase_seconds
-                    .map(|t| format!(" for {}", duration(t)))
-                    .unwrap_or_default()
-            ),
+            None => format!("{} for {}", s.phase, duration(s.seconds)),
         }
     );
     println!(
@@ -125,13 +119,6 @@ pub fn print_status(s: &crate::aws::status::JobStatus) {
             .unwrap_or_default(),
         s.launched_at
     );
-    if let Some(age) = s.heartbeat_age_seconds {
-        println!(
-            "  last beat {} ago{}",
-            duration(age),
-            if s.beating { "" } else { " (not beating)" }
-        );
-    }
     println!(
         "  cost so far: {}{}",
         money(s.cost_so_far),

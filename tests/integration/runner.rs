@@ -941,59 +941,6 @@ fn attempt_of_run(old_run: u32) -> (Job, PathBuf) {
 }
 
 #[test]
-fn the_runner_beats_its_phase_into_the_job_directory_while_it_runs() {
-    if !have("bash") {
-        return;
-    }
-    let mut job = Job::new();
-    job.script("slow.sh")
-        .set("snippets.shutdown-trap.heartbeat_seconds=5");
-    // While the pipeline runs: a beat that says so, and a later one.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Json>::new()));
-    let during = seen.clone();
-    job.during(move |_, root| {
-        let file = root.join("efs/bootforge/jobs/run-7/heartbeat.json");
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Some(beat) = fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Json>(&t).ok())
-            {
-                let mut seen = during.lock().unwrap();
-                if seen.last() != Some(&beat) {
-                    seen.push(beat);
-                }
-                if seen.iter().filter(|b| b["phase"] == "run").count() >= 1 && seen.len() >= 2 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    let done = job.run();
-    done.assert_common("succeeded", 0);
-    let seen = seen.lock().unwrap();
-    assert!(seen.len() >= 2, "beats seen: {seen:?}\n{}", done.log());
-    let run = seen
-        .iter()
-        .find(|b| b["phase"] == "run")
-        .expect("a beat in the run phase");
-    assert_eq!(run["instance_id"], "i-0123456789abcdef0");
-    assert_eq!(run["boot_id"], boot_id());
-    assert_eq!(run["every_seconds"], 5);
-    let at = |b: &Json, k: &str| bootforge::clock::parse_rfc3339(b[k].as_str().unwrap()).unwrap();
-    assert!(at(run, "beat_at") >= at(run, "phase_since"), "{run}");
-    // The status is the last word: no beat is written after it.
-    let last: Json =
-        serde_json::from_str(&fs::read_to_string(done.job_dir().join("heartbeat.json")).unwrap())
-            .unwrap();
-    assert!(
-        at(&last, "beat_at") <= at(&done.status(), "ended_at"),
-        "{last}"
-    );
-}
-
-#[test]
 fn the_checkpoint_folder_is_kept_across_a_runs_attempts_and_a_new_run_starts_empty() {
     if !have("bash") {
         return;
