@@ -60,9 +60,14 @@ else
   run=(setsid env -i "${env[@]}" "${AS[@]}" "${cmd[@]}")
 fi
 
-# signal_pipeline SIGNAL: to every process of the pipeline.
+# signal_pipeline SIGNAL: to every process of the pipeline. Its unit gets
+# SIGTERM as a stop job: a shutdown stops the unit too, and the two jobs
+# merge into one SIGTERM (a second one could end what the pipeline's own
+# SIGTERM handler starts).
 signal_pipeline() {
-  if [ $how = unit ]; then
+  if [ $how = unit ] && [ "$1" = TERM ]; then
+    systemctl stop --no-block bootforge-pipeline.service 2>/dev/null
+  elif [ $how = unit ]; then
     systemctl kill --signal="$1" bootforge-pipeline.service 2>/dev/null
   else
     kill -"$1" -- -"$pid" 2>/dev/null
