@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now;
@@ -53,7 +54,7 @@ pub struct ClaimedRequest {
 }
 
 /// An attempt of the run that has ended, as the claim keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EndedAttempt {
     pub attempt: u32,
     pub instance_id: String,

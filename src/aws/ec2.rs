@@ -54,7 +54,7 @@ pub struct Instance {
 }
 
 /// EC2's `StateReason`: why an instance is in its state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StateReason {
     pub code: String,
     pub message: String,

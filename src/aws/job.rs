@@ -95,7 +95,7 @@ pub struct Request {
 }
 
 /// What `launch` did, as the command reports it (`--json` prints it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// True when this launch started the instance.
     pub launched: bool,

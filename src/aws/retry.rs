@@ -151,7 +151,7 @@ pub fn advance(claims: &Claims, run: u32, ended: EndedAttempt, now: u64) -> Resu
 }
 
 /// Every attempt of a run that has ended, and what they cost together.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Attempts {
     /// The run's attempts, oldest first: the earlier ones and, once the
     /// job has ended, the last one.

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::aws::claim::{CLAIM_FILE, Claim, EndedAttempt};
@@ -14,7 +15,7 @@ use crate::clock::{parse_rfc3339, rfc3339};
 use crate::diagnostics::{Error, Result};
 
 /// A job now, as `status` shows it (`--json` prints it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct JobStatus {
     pub job: String,
     pub profile: String,
@@ -48,9 +49,74 @@ pub struct JobStatus {
     pub outcome: Option<String>,
     pub exit_code: Option<i64>,
     /// This attempt's status.json, interim (a spot notice) or final.
+    #[schemars(with = "Option<RunStatus>")]
     pub status: Option<Json>,
     /// The run's earlier attempts.
     pub earlier: Vec<EndedAttempt>,
+}
+
+/// A run's `status.json`, as the runner writes it on the instance
+/// (`snippets/shutdown-trap/status.py`): the shape `launch --wait` and
+/// `status` pass on as they read it. The runner's tests hold what it writes
+/// to this type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunStatus {
+    pub job_id: String,
+    pub profile: String,
+    /// The run's number, when the launcher's claim gave it.
+    pub run: Option<u32>,
+    pub instance_id: String,
+    pub boot_id: String,
+    pub instance_type: String,
+    /// `succeeded`, `failed`, `timed_out`, `mount_failed`, `deps_failed`,
+    /// `gpu_missing` or `interrupted`.
+    pub outcome: String,
+    pub exit_code: i64,
+    /// Why it ended so, for people; empty when it succeeded.
+    pub message: String,
+    /// Each phase that ran (`mount`, `deps`, `gpu`, `run`) and its seconds.
+    pub phases: std::collections::BTreeMap<String, u64>,
+    pub gpu: Option<Gpu>,
+    /// The spot interruption notice, when one came.
+    pub notice: Option<Notice>,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC; absent (null) while the status is interim.
+    pub ended_at: Option<String>,
+    /// False for the interim status a spot notice writes at once.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The run's log on the EFS.
+    pub log: String,
+    /// The attempt of the run this instance is, from the launcher's claim.
+    pub attempt: Option<u32>,
+    /// `spot` or `on-demand`, and its price an hour, from the claim.
+    pub market: Option<String>,
+    pub price_per_hour: Option<f64>,
+}
+
+/// The GPU `nvidia-smi` named (empty before the `gpu` phase ran).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub name: String,
+    pub driver: String,
+}
+
+/// A spot interruption notice, as the instance read it from IMDS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    /// IMDS's `action`: `terminate`, `stop` or `hibernate`.
+    pub action: String,
+    /// IMDS's `time`, RFC 3339, as it gave it.
+    pub time: Option<String>,
+    /// The action's time, seconds since the epoch (two minutes after the
+    /// notice when IMDS's time could not be read).
+    pub action_epoch: u64,
+    /// When the instance read the notice, RFC 3339.
+    pub noticed_at: String,
 }
 
 /// What the job's directory holds.
@@ -161,6 +227,12 @@ pub fn run_ended(dir: &Path) -> bool {
             && instance.is_some()
             && s["instance_id"].as_str() == instance.as_deref()
     })
+}
+
+/// Whether the job in `dir` may still write its current run's log: it is
+/// claimed, its launch did not fail, and its run has not ended.
+pub fn log_may_come(dir: &Path) -> bool {
+    read_json(&dir.join(CLAIM_FILE)).is_some_and(|c| c["failed"].is_null()) && !run_ended(dir)
 }
 
 /// The log of run `run` of the job in `dir` (the current one when `None`):

@@ -7,20 +7,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::Client;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::aws::ec2::{self, Instance, VISIBILITY_BOUND};
+use crate::aws::status::RunStatus;
 use crate::check::catalog;
 use crate::clock::now;
 use crate::diagnostics::Result;
 use crate::progress::Event;
 
 /// How a waited-for job ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Finished {
     pub state: String,
     /// The run's `status.json`, when it wrote one.
+    #[schemars(with = "Option<RunStatus>")]
     pub status: Option<Json>,
     /// Where the status came from: `efs`, `console`, or `none`.
     pub source: &'static str,

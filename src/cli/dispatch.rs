@@ -73,7 +73,24 @@ fn local_jobs_dir(_: &Compiled, _: Option<&Path>) -> Result<PathBuf> {
 fn logs(jobs: &Path, job: &str, run: Option<u32>, follow: bool) -> Result<i32> {
     use std::io::{Read as _, Seek as _};
     let dir = jobs.join(job);
-    let path = crate::aws::status::log_of(&dir, run)?;
+    // Followed from its launch, a run's log comes once the instance has
+    // booted and mounted the EFS.
+    let mut told = false;
+    let path = loop {
+        match crate::aws::status::log_of(&dir, run) {
+            Ok(path) => break path,
+            Err(_) if follow && run.is_none() && crate::aws::status::log_may_come(&dir) => {
+                if !std::mem::replace(&mut told, true) {
+                    eprintln!(
+                        "waiting for the instance to write {}",
+                        dir.join("job.log").display()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
     let mut offset = 0u64;
     loop {
@@ -361,8 +378,8 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             print_json(&crate::aws::iam::iam_policy(&name, &loaded.profile));
             Ok(0)
         }
-        Command::Schema => {
-            print_json(&crate::check::schema::profile_schema(&library));
+        Command::Schema { document } => {
+            print_json(&reports::schema_of(*document, &library)?);
             Ok(0)
         }
         Command::List { what, json } => {

@@ -158,15 +158,30 @@ enum Command {
         #[arg(long, value_name = "DIR", requires = "local")]
         efs: Option<PathBuf>,
         /// Seconds between two looks at the job's status file and log.
-        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 2.0,
+            env = "BOOTFORGE_POLL"
+        )]
         poll: f64,
         /// Seconds between two looks at EC2 while waiting (a hundred waiters
         /// at 30 s make 3.3 calls a second, under EC2's rate for the account).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 30.0,
+            env = "BOOTFORGE_EC2_POLL"
+        )]
         ec2_poll: f64,
         /// Seconds to look for the status after the instance terminated (an
         /// NFS client may show a new file late).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 30.0,
+            env = "BOOTFORGE_STATUS_GRACE"
+        )]
         status_grace: f64,
         #[arg(long)]
         json: bool,
@@ -280,11 +295,15 @@ enum Command {
         #[command(flatten)]
         sets: Sets,
     },
-    /// Print the JSON Schema of the profile format (snippets included), for editors.
+    /// Print the JSON Schema of the profile format (snippets included), for
+    /// editors, or of a JSON document bootforge prints, for programs.
     #[command(
-        after_help = "Examples:\n  bootforge schema > schema/profile.schema.json\n  # then start a profile with: # yaml-language-server: $schema=../schema/profile.schema.json"
+        after_help = "Examples:\n  bootforge schema > schema/profile.schema.json\n  # then start a profile with: # yaml-language-server: $schema=../schema/profile.schema.json\n  bootforge schema launch     # what `launch --json` prints\n  bootforge schema error      # a failure's line on stderr with BOOTFORGE_ERRORS=json"
     )]
-    Schema,
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaOf::Profile)]
+        document: SchemaOf,
+    },
     /// Print the completion script of a shell.
     #[command(
         after_help = "Examples:\n  bootforge completions bash > /etc/bash_completion.d/bootforge\n  bootforge completions zsh > \"${fpath[1]}/_bootforge\"\n  bootforge completions fish > ~/.config/fish/completions/bootforge.fish"
@@ -363,6 +382,21 @@ enum ReportFormat {
     Json,
 }
 
+/// The documents whose JSON Schema `schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaOf {
+    /// A profile (YAML), snippets' parameters included.
+    Profile,
+    /// What `launch --json` prints.
+    Launch,
+    /// What `status JOB --json` prints.
+    Status,
+    /// A run's `status.json`, as the runner writes it on the EFS.
+    RunStatus,
+    /// A failure's one line on stderr, with BOOTFORGE_ERRORS=json.
+    Error,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ListWhat {
     Profiles,
@@ -375,8 +409,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    if let Err(e) = end_with_parent() {
+        return fail(&e);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() && reports::errors_as_json() => {
+            reports::print_failure(&reports::Failure::usage(&e.render().to_string()));
+            return 2;
+        }
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
@@ -384,9 +425,59 @@ where
     };
     match dispatch::execute(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("{}", crate::check::validate::Diagnostic::from(&e));
-            e.exit_code()
+        Err(e) => fail(&e),
+    }
+}
+
+/// With `BOOTFORGE_PARENT_PID` (the Python API sets it), bootforge ends
+/// when that process does, however it ends (SIGKILL, an OOM kill): a
+/// waiter never outlives its caller. The instance keeps its own deadline,
+/// and a later `launch` of the job attaches to it.
+fn end_with_parent() -> Result<()> {
+    let Some(given) = std::env::var_os("BOOTFORGE_PARENT_PID") else {
+        return Ok(());
+    };
+    let parent: i32 = given
+        .to_str()
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| crate::diagnostics::Error::Usage {
+            message: format!(
+                "BOOTFORGE_PARENT_PID is {given:?}, not a process id: set it to the caller's pid, or unset it"
+            ),
+        })?;
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl and getppid only read their arguments and this
+        // process's own state.
+        let (set, now) = unsafe {
+            (
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ),
+                libc::getppid(),
+            )
+        };
+        // The parent may have died before the signal was asked for.
+        if set == 0 && now != parent {
+            std::process::exit(143);
         }
     }
+    Ok(())
+}
+
+/// Reports `e` on stderr (as one JSON line with `BOOTFORGE_ERRORS=json`)
+/// and gives its exit code.
+fn fail(e: &crate::diagnostics::Error) -> i32 {
+    let diagnostic = crate::check::validate::Diagnostic::from(e);
+    if reports::errors_as_json() {
+        reports::print_failure(&reports::Failure::of(&diagnostic, e.exit_code()));
+    } else {
+        eprintln!("{diagnostic}");
+    }
+    e.exit_code()
 }

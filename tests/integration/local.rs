@@ -454,7 +454,7 @@ fn listening(port: u16) {
     }
 }
 
-fn have_python_module(module: &str) -> bool {
+pub fn have_python_module(module: &str) -> bool {
     let found = Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .output()

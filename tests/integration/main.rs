@@ -18,6 +18,8 @@ mod one_job;
 mod project;
 #[cfg(feature = "aws")]
 mod proxy;
+#[cfg(all(feature = "smoke", feature = "aws"))]
+mod python;
 #[cfg(feature = "aws")]
 mod retry;
 mod runner;

@@ -373,6 +373,31 @@ fn error(status: &str, code: &str, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The double's own control, for tests that do not run in this process
+/// (the Python API's): `POST /_double/end` with `instance`, `code` and
+/// `message` plays EC2 ending an instance with that StateReason, as
+/// [`Proxy::end`] does. EC2 has no such path: only tests call it.
+fn control(request: &Request, upstream: &str, state: &Mutex<State>) -> Vec<u8> {
+    let p = params(&request.body);
+    let given = |k: &str| p.get(k).filter(|v| !v.is_empty());
+    match (
+        request.head.starts_with("POST /_double/end "),
+        given("instance"),
+        given("code"),
+    ) {
+        (true, Some(instance), Some(code)) => {
+            let message = p.get("message").map_or("", String::as_str);
+            end(upstream, state, instance, code, message);
+            ok("ended")
+        }
+        _ => error(
+            "400 Bad Request",
+            "InvalidControl",
+            "POST /_double/end with instance=ID&code=REASON[&message=TEXT]",
+        ),
+    }
+}
+
 fn ok(body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
@@ -557,6 +582,9 @@ fn answer(
     state: &Mutex<State>,
     writer: &mut TcpStream,
 ) -> Option<Vec<u8>> {
+    if request.head.starts_with("POST /_double/") {
+        return Some(control(request, upstream, state));
+    }
     let p = params(&request.body);
     let action = p.get("Action").cloned().unwrap_or_default();
     let run = action == "RunInstances";

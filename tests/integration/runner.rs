@@ -167,6 +167,19 @@ fn json(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
+/// The validator of `bootforge schema run-status`, made once.
+fn run_status_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bootforge"))
+            .args(["schema", "run-status"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        jsonschema::validator_for(&serde_json::from_slice(&out.stdout).unwrap()).unwrap()
+    })
+}
+
 impl Finished {
     fn job_dir(&self) -> PathBuf {
         self.root.join("efs/bootforge/jobs/run-7")
@@ -180,7 +193,18 @@ impl Finished {
         let text = fs::read_to_string(dir.join("status.json")).unwrap_or_else(|e| {
             panic!("no status.json in {}: {e}\n{}", dir.display(), self.stdout)
         });
-        serde_json::from_str(&text).unwrap()
+        let status: Json = serde_json::from_str(&text).unwrap();
+        // Every status a runner test reads holds to the shape bootforge
+        // publishes (`schema run-status`), which the Python API is held to.
+        let errors: Vec<String> = run_status_schema()
+            .iter_errors(&status)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "status.json differs from `bootforge schema run-status`: {errors:#?}\n{text}"
+        );
+        status
     }
 
     fn status(&self) -> Json {

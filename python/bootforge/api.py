@@ -1,0 +1,159 @@
+"""The Python API: bootforge's commands as functions over its JSON documents."""
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Literal, Optional, Union, overload
+
+from . import _process
+from .documents import Job, JobStatus, decode
+from .errors import BootforgeError, UsageError, ended, failure
+
+Sets = Optional[Mapping[str, Union[str, int, float, bool]]]
+
+FORMATS = ("payload", "cloud-config", "mime", "base64")
+
+
+def _sets(sets: Sets) -> list[str]:
+    args: list[str] = []
+    for key, value in (sets or {}).items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def _local(local: bool, efs: Optional[str]) -> list[str]:
+    if efs and not local:
+        raise UsageError("efs= goes with local=True: it is a local rehearsal's EFS folder", code="usage")
+    return (["--local"] + (["--efs", str(efs)] if efs else [])) if local else []
+
+
+def _place(profile: Optional[str], sets: Sets, local: bool, efs: Optional[str]) -> list[str]:
+    return (["--profile", profile] if profile else []) + _sets(sets) + _local(local, efs)
+
+
+def _document(out: bytes, what: str) -> object:
+    try:
+        return json.loads(out)
+    except ValueError as e:
+        raise BootforgeError(f"bootforge printed no {what} document ({e})", code="environment") from None
+
+
+def launch(
+    profile: str,
+    job_id: str,
+    *,
+    wait: bool = True,
+    rerun: bool = False,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+) -> Job:
+    """Launches the job's instance (or attaches to the one it has) and, with
+    ``wait``, follows it to its end.
+
+    A job that ran and failed is a ``Job`` whose ``outcome`` says so. Raises
+    ``UsageError`` for a wrong call, ``TryLater`` on a quota,
+    ``BootforgeError`` for the machine, network or AWS, and ``NoStatus``,
+    ``Interrupted`` or ``LaunchFailed`` (each carrying the ``Job``) when the
+    instance ended without the job's own outcome.
+    """
+    args = ["launch", profile, "--set", f"job_id={job_id}", "--json", *_sets(sets), *_local(local, efs)]
+    if wait:
+        args.append("--wait")
+    if rerun:
+        args.append("--rerun")
+    code, out, err = _process.run(args)
+    if not out.strip():
+        raise failure(err, code)
+    job = decode(Job, _document(out, "launch"))
+    problem = ended(job)
+    if problem is not None:
+        raise problem
+    return job
+
+
+def status(
+    job_id: str,
+    profile: Optional[str] = None,
+    *,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+) -> JobStatus:
+    """The job now: its run and attempts, the instance and its state, the
+    phase and how long it has lasted, the cost so far, and the outcome once
+    it has ended. ``profile`` defaults to bootforge's default profile."""
+    code, out, err = _process.run(["status", job_id, "--json", *_place(profile, sets, local, efs)])
+    if code != 0 or not out.strip():
+        raise failure(err, code)
+    return decode(JobStatus, _document(out, "status"))
+
+
+@overload
+def logs(
+    job_id: str,
+    profile: Optional[str] = ...,
+    *,
+    follow: "Literal[False]" = ...,
+    run: Optional[int] = ...,
+    sets: Sets = ...,
+    local: bool = ...,
+    efs: Optional[str] = ...,
+) -> str: ...
+
+
+@overload
+def logs(
+    job_id: str,
+    profile: Optional[str] = ...,
+    *,
+    follow: "Literal[True]",
+    run: Optional[int] = ...,
+    sets: Sets = ...,
+    local: bool = ...,
+    efs: Optional[str] = ...,
+) -> Iterator[str]: ...
+
+
+def logs(
+    job_id: str,
+    profile: Optional[str] = None,
+    *,
+    follow: bool = False,
+    run: Optional[int] = None,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+) -> Union[str, Iterator[str]]:
+    """The run's ``job.log`` (``run=N``: an earlier run's). With ``follow``, an
+    iterator of its lines as they are written, until the run's final status."""
+    args = ["logs", job_id, *_place(profile, sets, local, efs)]
+    if run is not None:
+        args += ["--run", str(run)]
+    if follow:
+        return _follow([*args, "--follow"])
+    code, out, err = _process.run(args)
+    if code != 0:
+        raise failure(err, code)
+    return out.decode("utf-8", "replace")
+
+
+def _follow(args: list[str]) -> Iterator[str]:
+    done: list[Optional[tuple[int, str]]] = [None]
+    yield from _process.lines(args, done)
+    result = done[0]
+    if result is not None and result[0] != 0:
+        raise failure(result[1], result[0])
+
+
+def compile(profile: Optional[str] = None, sets: Sets = None, format: str = "payload") -> bytes:
+    """The profile's payload: the bytes EC2 receives (``payload``), or the
+    readable ``cloud-config``, the ``mime`` multipart, or ``base64``."""
+    if format not in FORMATS:
+        raise UsageError(f"format={format!r} is not one of {', '.join(FORMATS)}", code="usage")
+    args = ["compile", *([profile] if profile else []), *_sets(sets), "--format", format]
+    code, out, err = _process.run(args)
+    if code != 0:
+        raise failure(err, code)
+    return out
