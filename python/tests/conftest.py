@@ -32,7 +32,7 @@ def need(variable: str) -> str:
     return value
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def binary() -> str:
     return need("BOOTFORGE")
 

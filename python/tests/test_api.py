@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import bootforge
 import pytest
 
+import bootforge
+
 from .conftest import ROOT, Ec2, Local
+
+pytestmark = pytest.mark.usefixtures("binary")
 
 PROFILE = "traffic-sign-gpu"
 

@@ -8,9 +8,12 @@ import os
 import subprocess
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-import bootforge
 import pytest
+
+import bootforge
 from bootforge import documents
+
+pytestmark = pytest.mark.usefixtures("binary")
 
 DOCUMENTS = {
     "launch": bootforge.Job,

@@ -3,7 +3,7 @@
 //! folder as the EFS; and a real Celery worker, with a real Redis as broker
 //! and result backend, running the README's task against it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ echo "pipeline of $JOB_ID as $(id -un)"
 case "$JOB_ID" in
   fail-*) echo "failing on purpose" >&2; exit 3 ;;
   long-*) sleep 300 ;;
+  slow-*) sleep 25 ;;
   resume-*)
     if [ -e "$CHECKPOINT_DIR/step.ckpt" ]; then
       echo "resuming from $(cat "$CHECKPOINT_DIR/step.ckpt")"
@@ -470,98 +471,154 @@ pub fn have_python_module(module: &str) -> bool {
     found
 }
 
+/// A Celery deployment of the example task (`examples/celery_tasks.py`,
+/// over the package's `bootforge.celery`): a real Redis as broker and
+/// result backend, workers of the prefork pool the README recommends, and
+/// every job rehearsed locally with the world's EFS folder.
+struct Deployment<'w> {
+    world: &'w World,
+    url: String,
+    logs: tempfile::TempDir,
+    _redis: Reaped,
+}
+
+impl Deployment<'_> {
+    fn start(world: &World) -> Option<Deployment<'_>> {
+        if !crate::have("redis-server")
+            || !have_python_module("celery")
+            || !have_python_module("redis")
+        {
+            return None;
+        }
+        let port = free_port();
+        let redis = Reaped(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        listening(port);
+        Some(Deployment {
+            world,
+            url: format!("redis://127.0.0.1:{port}/0"),
+            logs: tempfile::tempdir().unwrap(),
+            _redis: redis,
+        })
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.current_dir(root().join("examples"))
+            .env("PYTHONPATH", root().join("python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("BOOTFORGE", env!("CARGO_BIN_EXE_bootforge"))
+            .env("CELERY_BROKER_URL", &self.url)
+            .env("CELERY_RESULT_BACKEND", &self.url)
+            .env("BOOTFORGE_LOCAL_EFS", self.world.efs.path())
+            .env("XDG_STATE_HOME", self.world.state.path())
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("BOOTFORGE_PROFILES")
+            .env_remove("BOOTFORGE_SNIPPETS");
+    }
+
+    /// A worker of `concurrency` processes, in a process group of its own;
+    /// `visibility` sets Redis's visibility timeout (seconds).
+    fn worker(&self, name: &str, concurrency: u32, visibility: Option<u32>) -> Reaped {
+        let mut worker = Command::new("python3");
+        worker
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "celery_tasks",
+                "worker",
+                "--pool",
+                "prefork",
+            ])
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--loglevel",
+                "INFO",
+            ])
+            .args(["--hostname", &format!("{name}@%h")])
+            .args([
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ]);
+        self.env(&mut worker);
+        if let Some(v) = visibility {
+            worker.env("CELERY_VISIBILITY_TIMEOUT", v.to_string());
+        }
+        use std::os::unix::process::CommandExt as _;
+        Reaped(
+            worker
+                .process_group(0)
+                .stdout(
+                    std::fs::File::create(self.logs.path().join(format!("{name}.log"))).unwrap(),
+                )
+                .stderr(
+                    std::fs::File::create(self.logs.path().join(format!("{name}.err"))).unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Sends `jobs` (one task each) and reads each result from the backend.
+    fn results(&self, jobs: &[&str]) -> Vec<Json> {
+        let client = format!(
+            "import json\nfrom celery_tasks import run_gpu_job\nsent = [run_gpu_job.delay(j) for j in {jobs:?}]\nprint(json.dumps([r.get(timeout=300) for r in sent]))\n"
+        );
+        let mut command = Command::new("python3");
+        command.args(["-c", &client]);
+        self.env(&mut command);
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\nworkers:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.worker_logs()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn worker_logs(&self) -> String {
+        std::fs::read_dir(self.logs.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| {
+                format!(
+                    "{}:\n{}",
+                    e.file_name().to_string_lossy(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The processes whose command line holds `text`.
+fn processes_with(text: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", text]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 #[test]
 fn celery_jobs_rehearse_end_to_end() {
     let Some(w) = World::new() else { return };
-    if !crate::have("redis-server") || !have_python_module("celery") || !have_python_module("redis")
-    {
+    let Some(celery) = Deployment::start(&w) else {
         return;
-    }
-    let port = free_port();
-    let _redis = Reaped(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    listening(port);
-    let url = format!("redis://127.0.0.1:{port}/0");
-    let bin = Path::new(env!("CARGO_BIN_EXE_bootforge")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let env = |c: &mut Command| {
-        c.current_dir(root().join("examples"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("CELERY_BROKER_URL", &url)
-            .env("CELERY_RESULT_BACKEND", &url)
-            .env(
-                "BOOTFORGE_ARGS",
-                format!("--local --efs {}", w.efs.path().display()),
-            )
-            .env("XDG_STATE_HOME", w.state.path())
-            .env("PATH", &path)
-            .env_remove("BOOTFORGE_PROFILES")
-            .env_remove("BOOTFORGE_SNIPPETS");
     };
-    let logs = tempfile::tempdir().unwrap();
-    let worker_log = logs.path().join("worker.log");
-    let mut worker = Command::new("python3");
-    worker.args([
-        "-m",
-        "celery",
-        "-A",
-        "celery_tasks",
-        "worker",
-        "--pool",
-        "threads",
-        "--concurrency",
-        "4",
-        "--loglevel",
-        "INFO",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-    ]);
-    env(&mut worker);
-    let _worker = Reaped(
-        worker
-            .stdout(std::fs::File::create(&worker_log).unwrap())
-            .stderr(std::fs::File::create(logs.path().join("worker.err")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    // The client sends the three jobs, the third twice at once, and reads
-    // each result from Celery's result backend.
-    let client = r#"
-import json, sys
-from celery_tasks import run_gpu_job
-sent = [run_gpu_job.delay(j) for j in ("e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup")]
-print(json.dumps([r.get(timeout=300) for r in sent]))
-"#;
-    let mut command = Command::new("python3");
-    command.args(["-c", client]);
-    env(&mut command);
-    let out = command.output().unwrap();
-    let worker_err = std::fs::read_to_string(logs.path().join("worker.err")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "{}\nworker:\n{worker_err}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
+    let _worker = celery.worker("main", 4, None);
+    // Three jobs, the third twice at once.
+    let results = celery.results(&["e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup"]);
     assert_eq!(results[0]["outcome"], "succeeded", "{results:#?}");
     assert_eq!(results[1]["outcome"], "failed", "{results:#?}");
     assert_eq!(results[1]["status"]["exit_code"], 3);
@@ -589,5 +646,95 @@ print(json.dumps([r.get(timeout=300) for r in sent]))
     assert!(
         w.ps(&["e2e-ok", "fail-e2e", "e2e-dup"]).is_empty(),
         "every container powered off and is gone"
+    );
+}
+
+/// The whole worker (its main process and its pool) is SIGKILLed while its
+/// task waits for a job: its bootforge ends with it (a parent-death
+/// signal), Redis gives the unacknowledged task to a new worker after the
+/// visibility timeout, and that one attaches to the job's instance.
+#[test]
+fn a_worker_killed_mid_wait_leaves_no_waiter_and_its_task_comes_back() {
+    let Some(w) = World::new() else { return };
+    let Some(celery) = Deployment::start(&w) else {
+        return;
+    };
+    let job = "slow-killed";
+    let mut first = celery.worker("first", 1, Some(5));
+    let client = {
+        let mut command = Command::new("python3");
+        command.args([
+            "-c",
+            &format!("import json\nfrom celery_tasks import run_gpu_job\nprint(json.dumps(run_gpu_job.delay({job:?}).get(timeout=300)))\n"),
+        ]);
+        celery.env(&mut command);
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Mid-wait: the job's instance runs and the worker's bootforge waits.
+    let marker = format!("job_id={job}");
+    let start = Instant::now();
+    let claimed = || {
+        std::fs::read_to_string(w.job_dir(job).join("claim.json"))
+            .ok()
+            .and_then(|c| serde_json::from_str::<Json>(&c).ok())
+            .is_some_and(|c| c["instance_id"].is_string())
+    };
+    while !claimed() || processes_with(&marker).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the worker never launched the job:\n{}",
+            celery.worker_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let waiters = processes_with(&marker);
+    // The worker's main process and its pool, not the bootforge they started.
+    let pool = Command::new("pgrep")
+        .args(["-P", &first.0.id().to_string()])
+        .output()
+        .unwrap();
+    let mut worker: Vec<String> = String::from_utf8_lossy(&pool.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .filter(|p| !waiters.iter().any(|w| w.to_string() == *p))
+        .collect();
+    worker.push(first.0.id().to_string());
+    let killed = Command::new("kill")
+        .arg("-KILL")
+        .args(&worker)
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = first.0.wait();
+    let start = Instant::now();
+    while !processes_with(&marker).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "bootforge {waiters:?} outlived its worker"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _second = celery.worker("second", 1, Some(5));
+    let out = client.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nworkers:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        celery.worker_logs()
+    );
+    let result: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["outcome"], "succeeded", "{result:#}");
+    assert_eq!(w.instances_of(job), 1, "one job, one instance");
+    let status: Json =
+        serde_json::from_str(&std::fs::read_to_string(w.job_dir(job).join("status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["instance_id"], result["instance"]);
+    assert!(
+        celery.worker_logs().contains("second@"),
+        "the second worker ran it"
     );
 }

@@ -174,3 +174,64 @@ fn extends_finds_the_sibling_of_a_profile_given_by_path() {
         .success();
     contains(&run.stdout(), "KILL_AFTER_S=45");
 }
+
+/// pre-commit, as a team's repository runs the hooks of
+/// `.pre-commit-hooks.yaml`: `pre-commit try-repo` against a project whose
+/// golden file is current passes, and fails once it has drifted.
+#[test]
+fn the_pre_commit_hooks_fail_on_a_drifted_golden_file() {
+    if !crate::have("pre-commit") || !crate::have("git") {
+        return;
+    }
+    let dir = project();
+    let home = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_bootforge")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("PRE_COMMIT_HOME", home.path())
+            .env("HOME", home.path())
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@localhost")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@localhost")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("BOOTFORGE_PROFILES")
+            .env_remove("BOOTFORGE_SNIPPETS")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let hooks = root().display().to_string();
+    let try_repo = |hook: &str| run(&["pre-commit", "try-repo", &hooks, hook, "--all-files"]);
+    assert!(run(&["git", "init", "-q"]).0);
+    assert!(run(&["git", "add", "."]).0);
+    for hook in ["bootforge-check", "bootforge-validate"] {
+        let (ok, text) = try_repo(hook);
+        assert!(ok, "{hook} on a current project:\n{text}");
+        contains(&text, "Passed");
+    }
+    edit(
+        &dir.path().join("golden/traffic-sign-gpu.yaml"),
+        "TIMEOUT_S=7200",
+        "TIMEOUT_S=5400",
+    );
+    assert!(run(&["git", "add", "."]).0);
+    let (ok, text) = try_repo("bootforge-check");
+    assert!(!ok, "a drifted golden file passed:\n{text}");
+    contains(&text, "Failed");
+    contains(&text, "+    TIMEOUT_S=7200");
+}
