@@ -145,7 +145,12 @@ class Job:
 @dataclasses.dataclass(frozen=True)
 class JobStatus:
     """A job now, as ``status`` tells it: its run and attempts, the instance
-    and its state, the phase and how long it has lasted, the cost so far."""
+    and its state, the phase and how long it has lasted, the cost so far.
+
+    ``phase`` is ``launched`` until the runner's log reaches the EFS (the
+    instance boots and mounts it), then the runner's phase (``deps``,
+    ``gpu``, ``run``, ``finalizing``), ``interrupted`` once a spot notice's
+    interim status is written, ``ended`` once the status is final."""
 
     job: str
     profile: str
@@ -161,6 +166,8 @@ class JobStatus:
     instance_state: Optional[str] = None
     market: Optional[str] = None
     price_per_hour: Optional[float] = None
+    phase_seconds: Optional[int] = None
+    log_written_at: Optional[str] = None
     note: Optional[str] = None
     cost_so_far: Optional[float] = None
     run_cost_so_far: Optional[float] = None

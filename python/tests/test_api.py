@@ -194,6 +194,8 @@ def test_status_and_logs_during_and_after_a_run(local: Local) -> None:
         if "step 1 of 8" in line:
             while_running = bootforge.status("slow-py", PROFILE, local=True, efs=efs)
             assert not while_running.ended and while_running.outcome is None
+            assert while_running.phase == "run", while_running
+            assert while_running.phase_seconds is not None and while_running.log_written_at
     text = "".join(seen)
     assert "step 8 of 8" in text, text
     done = bootforge.launch(PROFILE, "slow-py", local=True, efs=efs)

@@ -33,10 +33,15 @@ pub struct JobStatus {
     pub price_per_hour: Option<f64>,
     /// The current attempt's launch (RFC 3339).
     pub launched_at: String,
-    /// `launched` while the attempt runs, `interrupted` once the runner
-    /// wrote a spot notice's interim status, `ended` once its status is
-    /// final.
+    /// `launched` until the runner's log reaches the EFS (the instance
+    /// boots and mounts it), then the runner's phase (`deps`, `gpu`, `run`,
+    /// `finalizing`), `interrupted` once the runner wrote a spot notice's
+    /// interim status, `ended` once its status is final.
     pub phase: String,
+    /// How long the runner's phase has lasted, seconds (while it runs).
+    pub phase_seconds: Option<u64>,
+    /// When the runner's log on the EFS last grew (RFC 3339), while it runs.
+    pub log_written_at: Option<String>,
     /// How long the attempt has run (to its end, once it has ended), seconds.
     pub seconds: u64,
     /// What looks wrong, when something does.
@@ -125,7 +130,67 @@ pub struct JobFiles {
     pub dir: PathBuf,
     pub claim: Claim,
     pub status: Option<Json>,
+    /// The claim's instance's progress, from its `job.log` on the EFS.
+    pub progress: Option<Progress>,
 }
+
+/// How far the runner has come, as its log on the EFS says: every phase's
+/// start and end is a line of it (`… bootforge[JOB] phase run: start`), and
+/// every line of the log is a write to the EFS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The phase the runner is in (`mount`, `deps`, `gpu`, `run`), or
+    /// `finalizing` once the pipeline has ended.
+    pub phase: String,
+    /// When that phase started, seconds since the epoch.
+    pub since: u64,
+    /// When the log last grew, seconds since the epoch.
+    pub written: Option<u64>,
+}
+
+/// The runner's progress from the text of its log, `job` being its job id.
+pub fn progress_of(log: &str, job: &str) -> Option<(String, u64)> {
+    let tag = format!(" bootforge[{job}] phase ");
+    let mut last = None;
+    for line in log.lines() {
+        let Some((stamp, rest)) = line.split_once(&tag) else {
+            continue;
+        };
+        let Some(at) = parse_rfc3339(stamp.trim()) else {
+            continue;
+        };
+        if let Some(name) = rest.strip_suffix(": start") {
+            last = Some((name.to_string(), at));
+        } else if rest.starts_with("run: done") {
+            last = Some(("finalizing".to_string(), at));
+        }
+    }
+    last
+}
+
+/// The progress in `dir`'s `job.log` when its `run-id` is `instance`'s.
+fn progress(dir: &Path, job: &str, instance: Option<&str>) -> Option<Progress> {
+    let run_id = std::fs::read_to_string(dir.join("run-id")).ok()?;
+    if run_id.split_whitespace().next() != instance {
+        return None;
+    }
+    let path = dir.join("job.log");
+    let (phase, since) = progress_of(&std::fs::read_to_string(&path).ok()?, job)?;
+    let written = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    Some(Progress {
+        phase,
+        since,
+        written,
+    })
+}
+
+/// A log that has not grown for this long while the instance runs is worth
+/// a note: a quiet pipeline, or an instance that stopped working.
+pub const QUIET_LOG: u64 = 30 * 60;
 
 fn read_json(path: &Path) -> Option<Json> {
     std::fs::read_to_string(path)
@@ -154,6 +219,7 @@ pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
     };
     Ok(JobFiles {
         status: mine(read_json(&dir.join("status.json"))),
+        progress: progress(&dir, job, claim.instance_id.as_deref()),
         dir,
         claim,
     })
@@ -176,15 +242,29 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
     let gone = state.as_deref() == Some("terminated");
     let until = ended_at.unwrap_or(now);
     let cost = price.map(|p| catalog::job_cost(p, until.saturating_sub(c.launched_at)));
-    let phase = match (final_status, &files.status) {
-        (Some(_), _) => "ended",
-        (None, Some(_)) => "interrupted",
-        (None, None) => "launched",
+    let running = final_status.is_none() && files.status.is_none();
+    let progress = files.progress.as_ref().filter(|_| running);
+    let phase = match (final_status, &files.status, progress) {
+        (Some(_), _, _) => "ended",
+        (None, Some(_), _) => "interrupted",
+        (None, None, Some(p)) => p.phase.as_str(),
+        (None, None, None) => "launched",
     };
-    let note = (final_status.is_none() && gone).then(|| {
-        "the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
-            .to_string()
-    });
+    let quiet = progress
+        .and_then(|p| p.written)
+        .map(|w| now.saturating_sub(w))
+        .filter(|q| *q >= QUIET_LOG && state.as_deref() == Some("running"));
+    let note = if final_status.is_none() && gone {
+        Some("the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
+            .to_string())
+    } else {
+        quiet.map(|q| {
+            format!(
+                "the job's log has not grown for {} min while the instance runs: a quiet pipeline, or an instance that stopped working (`logs` shows its last lines)",
+                q / 60
+            )
+        })
+    };
     let earlier_cost: Option<f64> = c.earlier.iter().map(|a| a.cost_usd).sum();
     JobStatus {
         job: c.job.clone(),
@@ -203,6 +283,8 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
         price_per_hour: price,
         launched_at: rfc3339(c.launched_at),
         phase: phase.to_string(),
+        phase_seconds: progress.map(|p| now.saturating_sub(p.since)),
+        log_written_at: progress.and_then(|p| p.written).map(rfc3339),
         seconds: until.saturating_sub(c.launched_at),
         note,
         cost_so_far: cost,
@@ -302,6 +384,7 @@ mod tests {
             dir: PathBuf::from("/efs/jobs/j"),
             claim,
             status,
+            progress: None,
         }
     }
 
@@ -336,6 +419,52 @@ mod tests {
         let s = summarize(files(Some(interim)), Some("running".into()), 1, 1_200);
         assert_eq!(s.phase, "interrupted");
         assert!(s.outcome.is_none() && s.status.is_some());
+    }
+
+    #[test]
+    fn the_phase_comes_from_the_runners_log_lines() {
+        let log = "2026-12-02T10:00:00Z bootforge[j] job j starts (run 1)\n\
+            2026-12-02T10:00:01Z bootforge[j] phase mount: start\n\
+            2026-12-02T10:00:09Z bootforge[j] phase mount: done in 8s\n\
+            2026-12-02T10:00:09Z bootforge[j] phase deps: start\n\
+            2026-12-02T10:00:40Z bootforge[j] phase deps: done in 31s\n\
+            2026-12-02T10:00:40Z bootforge[j] phase run: start\n\
+            2026-12-02T10:05:00Z phase fake: start (the pipeline's own line)\n\
+            2026-12-02T10:05:01Z bootforge[other] phase gpu: start\n";
+        let at = |t: &str| parse_rfc3339(t).unwrap();
+        assert_eq!(
+            progress_of(log, "j"),
+            Some(("run".to_string(), at("2026-12-02T10:00:40Z")))
+        );
+        let ended = format!("{log}2026-12-02T11:00:00Z bootforge[j] phase run: done in 3560s\n");
+        assert_eq!(
+            progress_of(&ended, "j"),
+            Some(("finalizing".to_string(), at("2026-12-02T11:00:00Z")))
+        );
+        assert_eq!(progress_of("no phase here\n", "j"), None);
+    }
+
+    #[test]
+    fn a_running_runner_shows_its_phase_and_a_quiet_log_is_noted() {
+        let mut f = files(None);
+        f.progress = Some(Progress {
+            phase: "run".to_string(),
+            since: 1_100,
+            written: Some(1_250),
+        });
+        let s = summarize(f.clone(), Some("running".into()), 1, 1_300);
+        assert_eq!((s.phase.as_str(), s.phase_seconds), ("run", Some(200)));
+        assert_eq!(s.log_written_at, Some(rfc3339(1_250)));
+        assert!(s.note.is_none());
+        let s = summarize(f.clone(), Some("running".into()), 1, 1_250 + QUIET_LOG);
+        assert!(s.note.unwrap().contains("has not grown for 30 min"));
+        // A final status wins over the log.
+        f.status = Some(
+            serde_json::json!({"instance_id": "i-1", "outcome": "succeeded",
+            "exit_code": 0, "final": true, "ended_at": rfc3339(1_400)}),
+        );
+        let s = summarize(f, Some("terminated".into()), 1, 9_000);
+        assert_eq!((s.phase.as_str(), s.phase_seconds), ("ended", None));
     }
 
     #[test]

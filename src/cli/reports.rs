@@ -203,7 +203,16 @@ pub fn print_status(s: &crate::aws::status::JobStatus) {
         s.run,
         match &s.outcome {
             Some(o) => format!("{o} (exit code {})", s.exit_code.unwrap_or(-1)),
-            None => format!("{} for {}", s.phase, duration(s.seconds)),
+            None => match s.phase_seconds {
+                // "run for 40m02s (attempt up 44m10s)"
+                Some(p) => format!(
+                    "{} for {} (up {})",
+                    s.phase,
+                    duration(p),
+                    duration(s.seconds)
+                ),
+                None => format!("{} for {}", s.phase, duration(s.seconds)),
+            },
         }
     );
     println!(
@@ -237,6 +246,9 @@ pub fn print_status(s: &crate::aws::status::JobStatus) {
     }
     if let Some(note) = &s.note {
         println!("  note: {note}");
+    }
+    if let Some(at) = &s.log_written_at {
+        println!("  log last written {at}");
     }
     println!("  files: {}", s.job_dir.display());
 }

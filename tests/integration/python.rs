@@ -41,6 +41,8 @@ fn python_api() {
             "no:cacheprovider",
             "python/tests",
         ])
+        // The wheel's own tests run where the wheel is built (scripts/test).
+        .args(["--ignore", "python/tests/test_wheel.py"])
         .current_dir(root())
         .env("BOOTFORGE", env!("CARGO_BIN_EXE_bootforge"))
         .env("BOOTFORGE_TEST_EC2", &double.url)
