@@ -1,5 +1,6 @@
 """Running the binary: one child per call, which never outlives its caller."""
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -54,39 +55,40 @@ def _drain(stream: "IO[bytes]", keep: list[str]) -> None:
             log.info("%s", line)
 
 
-def run(args: Sequence[str]) -> tuple[int, bytes, str]:
-    """Runs bootforge with ``args``: its exit code, stdout and stderr."""
+@contextlib.contextmanager
+def _running(args: Sequence[str]) -> Iterator[tuple["subprocess.Popen[bytes]", list[str]]]:
+    """bootforge with ``args``, its stderr's lines kept as they come; ended
+    when the caller leaves (an exception, a Celery time limit, a generator
+    closed early)."""
     child = _start(args)
     assert child.stdout is not None and child.stderr is not None
     errors: list[str] = []
     reader = threading.Thread(target=_drain, args=(child.stderr, errors), daemon=True)
     reader.start()
     try:
-        out = child.stdout.read()
-        code = child.wait()
+        yield child, errors
     finally:
         _end(child)
         reader.join(timeout=10)
         child.stdout.close()
         child.stderr.close()
+
+
+def run(args: Sequence[str]) -> tuple[int, bytes, str]:
+    """Runs bootforge with ``args``: its exit code, stdout and stderr."""
+    with _running(args) as (child, errors):
+        assert child.stdout is not None
+        out = child.stdout.read()
+        code = child.wait()
     return code, out, "\n".join(errors)
 
 
-def lines(args: Sequence[str], done: "list[Optional[tuple[int, str]]]") -> Iterator[str]:
+def lines(args: Sequence[str], done: list[Optional[tuple[int, str]]]) -> Iterator[str]:
     """Runs bootforge with ``args``, yielding stdout's lines as they come; at
     the end ``done[0]`` holds its exit code and stderr."""
-    child = _start(args)
-    assert child.stdout is not None and child.stderr is not None
-    errors: list[str] = []
-    reader = threading.Thread(target=_drain, args=(child.stderr, errors), daemon=True)
-    reader.start()
-    try:
+    with _running(args) as (child, errors):
+        assert child.stdout is not None
         for raw in child.stdout:
             yield raw.decode("utf-8", "replace")
         code = child.wait()
-    finally:
-        _end(child)
-        reader.join(timeout=10)
-        child.stdout.close()
-        child.stderr.close()
     done[0] = (code, "\n".join(errors))
