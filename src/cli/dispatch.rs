@@ -379,7 +379,7 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Schema { document } => {
-            print_json(&reports::schema_of(*document, &library)?);
+            print_json(&super::documents::schema_of(*document, &library)?);
             Ok(0)
         }
         Command::List { what, json } => {

@@ -1,9 +1,12 @@
 //! The command line: argv in (this module: the arguments), the library
 //! called (`dispatch`; the commands that talk to EC2 in `instances`), text
-//! or JSON out (`reports`), exit code back. The only module that prints.
+//! or JSON out (`reports`; for programs, failures as JSON and the schemas
+//! of the documents in `documents`), exit code back. The only module that
+//! prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod dispatch;
+mod documents;
 #[cfg(feature = "aws")]
 mod instances;
 mod reports;
@@ -414,8 +417,8 @@ where
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() && reports::errors_as_json() => {
-            reports::print_failure(&reports::Failure::usage(&e.render().to_string()));
+        Err(e) if e.use_stderr() && documents::errors_as_json() => {
+            documents::print_failure(&documents::Failure::usage(&e.render().to_string()));
             return 2;
         }
         Err(e) => {
@@ -474,8 +477,8 @@ fn end_with_parent() -> Result<()> {
 /// and gives its exit code.
 fn fail(e: &crate::diagnostics::Error) -> i32 {
     let diagnostic = crate::check::validate::Diagnostic::from(e);
-    if reports::errors_as_json() {
-        reports::print_failure(&reports::Failure::of(&diagnostic, e.exit_code()));
+    if documents::errors_as_json() {
+        documents::print_failure(&documents::Failure::of(&diagnostic, e.exit_code()));
     } else {
         eprintln!("{diagnostic}");
     }

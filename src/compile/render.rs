@@ -25,6 +25,10 @@ pub fn escape_for(name: &str) -> AutoEscape {
 /// A template environment with bootforge's rules.
 pub fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
+    // minijinja keeps what names an undefined value only in debug mode,
+    // which it turns on for debug builds alone: the release binary users
+    // run must word its errors as the tests see them.
+    env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(escape_for);
     env.set_syntax(
