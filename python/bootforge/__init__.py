@@ -15,6 +15,7 @@ from ._find import find_bootforge
 from .api import compile, launch, logs, status
 from .documents import (
     Attempt,
+    Environment,
     Failure,
     Finished,
     Gpu,
@@ -37,6 +38,7 @@ from .errors import (
 __all__ = [
     "Attempt",
     "BootforgeError",
+    "Environment",
     "Failure",
     "Finished",
     "Gpu",

@@ -31,6 +31,17 @@ class Notice:
 
 
 @dataclasses.dataclass(frozen=True)
+class Environment:
+    """How the requirements' environment was had (``installed``, ``restored``
+    from the EFS cache, ``rebuilt`` over a damaged entry, ``failed``), and its
+    size."""
+
+    how: str
+    files: Optional[int] = None
+    bytes: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunStatus:
     """A run's ``status.json``, as the runner writes it on the EFS."""
 
@@ -53,6 +64,7 @@ class RunStatus:
     attempt: Optional[int] = None
     market: Optional[str] = None
     price_per_hour: Optional[float] = None
+    environment: Optional[Environment] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ DEFINITIONS = {
     "RunStatus": bootforge.RunStatus,
     "Gpu": bootforge.Gpu,
     "Notice": bootforge.Notice,
+    "Environment": bootforge.Environment,
 }
 SCALARS = {"integer": int, "number": float, "string": str, "boolean": bool}
 

@@ -16,8 +16,12 @@ else
   if [ -f "$tar" ] && (cd "$CACHE" && timeout 600 sha256sum -c --status "$k.sha256") && rm -rf "$VENV" && mkdir "$VENV" &&
     timeout 600 tar -C "$VENV" -xf "$tar" && "$VENV/bin/python" -c ''; then
     log "restored $VENV from $tar"
+    ENV_HOW=restored
   else
-    [ -f "$tar" ] && log "warning: $tar is damaged: rebuilding it"
+    if [ -f "$tar" ]; then
+      log "warning: $tar is damaged: rebuilding it"
+      ENV_HOW=rebuilt
+    fi
 {% else %}
   {
 {% endif %}
@@ -26,7 +30,9 @@ else
     { "${AS[@]}" timeout 300 {{ python }} -m venv "$VENV" && PIP_DISABLE_PIP_VERSION_CHECK=1 "${AS[@]}" \
       timeout -k 30 {{ timeout_minutes * 60 }} "$VENV/bin/python" -m pip install -r "$REQUIREMENTS" {{ extra_args }}; } </dev/null 2>&1 | stamp
     rc=${PIPESTATUS[0]}
+    ENV_HOW=${ENV_HOW:-installed}
     if [ "$rc" != 0 ]; then
+      ENV_HOW=failed
 {% if on_failure == "stop" %}
       EXIT_CODE=$rc; fail deps_failed "pip install -r $REQUIREMENTS failed (exit code $rc)"
 {% else %}
@@ -49,4 +55,7 @@ else
 {% else %}
   }
 {% endif %}
+  # What the status tells of the environment: its files and bytes.
+  ENV_FILES=$(find "$VENV" -type f | wc -l)
+  ENV_BYTES=$(du -sb "$VENV" | cut -f1)
 fi

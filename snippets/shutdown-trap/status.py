@@ -8,6 +8,9 @@ when unknown), `phases` (the body of a JSON object: `"mount": 3, "deps":
 ahead of the end (a spot notice: the outcome is known, the run not over)
 and has no `ended_at`; otherwise `ended_at` is now.
 
+`env_how`, `env_files` and `env_bytes` tell how the requirements'
+environment was had, and its size (`environment`, null without one).
+
 `claim` names the launcher's claim on the job, when there is one: it gives
 the attempt of the run this instance is, and the market and price of the
 request that launched it.
@@ -41,6 +44,25 @@ def claimed(path, instance_id):
     }
 
 
+def environment(given):
+    """How the requirements' environment was had (`installed`, `restored`
+    from the cache, `rebuilt` over a damaged cache entry, or `failed`), with
+    its files and bytes (None when not counted); None when there were no
+    requirements."""
+    if not given.get("env_how"):
+        return None
+
+    def count(name):
+        text = given.get(name, "").strip()
+        return int(text) if text.isdigit() else None
+
+    return {
+        "how": given["env_how"],
+        "files": count("env_files"),
+        "bytes": count("env_bytes"),
+    }
+
+
 def main():
     given = dict(arg.split("=", 1) for arg in sys.argv[1:])
     status = {
@@ -60,6 +82,7 @@ def main():
         "ended_at": None,
         "final": given.get("final", "1") != "0",
         "log": given["log"],
+        "environment": environment(given),
     }
     status.update(claimed(given.get("claim", ""), given["instance_id"]))
     if status["final"]:

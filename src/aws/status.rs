@@ -99,6 +99,21 @@ pub struct RunStatus {
     /// `spot` or `on-demand`, and its price an hour, from the claim.
     pub market: Option<String>,
     pub price_per_hour: Option<f64>,
+    /// The requirements' environment, when there were requirements.
+    #[serde(default)]
+    pub environment: Option<Environment>,
+}
+
+/// How the requirements' environment was had, and its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// `installed`, `restored` (from the EFS cache), `rebuilt` (over a
+    /// damaged cache entry) or `failed` (pip failed; the job went on).
+    pub how: String,
+    /// Its files and bytes, when they were counted.
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
 }
 
 /// The GPU `nvidia-smi` named (empty before the `gpu` phase ran).

@@ -553,6 +553,7 @@ fn deps_failed() {
     let done = Job::new().env("STANDIN_PIP", "fail").run();
     done.assert_common("deps_failed", 1);
     assert_eq!(phases(&done.status()), ["mount", "deps"]);
+    assert_eq!(done.status()["environment"]["how"], "failed");
     assert!(
         done.log().contains("Could not find a version"),
         "{}",
@@ -571,6 +572,7 @@ fn deps_failure_can_be_let_through() {
         .run();
     done.assert_common("succeeded", 0);
     assert!(done.log().contains("going on (on_failure: continue)"));
+    assert_eq!(done.status()["environment"]["how"], "failed");
 }
 
 #[test]
@@ -588,6 +590,7 @@ fn no_requirements_file_skips_the_step() {
         done.log()
     );
     assert!(done.pip_calls().is_empty(), "pip never ran");
+    assert!(done.status()["environment"].is_null());
 }
 
 #[test]
@@ -1204,6 +1207,13 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
     assert_eq!(tars.len(), 1, "{tars:?}");
     assert!(tars[0].with_extension("sha256").is_file());
     assert!(first.log().contains("cached it in"));
+    // The status says how the environment was had, and its size.
+    let environment = |done: &Finished| done.status()["environment"].clone();
+    let installed = environment(&first);
+    assert_eq!(installed["how"], "installed", "{installed}");
+    let counted = |e: &Json| (e["files"].as_u64().unwrap(), e["bytes"].as_u64().unwrap());
+    let (files, bytes) = counted(&installed);
+    assert!(files > 0 && bytes > 0, "{installed}");
 
     // The same requirements on a later job (at the same place): restored,
     // pip never runs.
@@ -1217,6 +1227,12 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
     assert_eq!(done.status()["outcome"], "succeeded");
     assert!(done.log().contains("restored "), "{}", done.log());
     assert!(done.pip_calls().is_empty(), "pip ran again");
+    assert_eq!(environment(&done)["how"], "restored");
+    assert_eq!(
+        counted(&environment(&done)),
+        (files, bytes),
+        "the same environment"
+    );
 
     // A damaged copy is detected and rebuilt.
     let mut damaged = Job::new();
@@ -1238,6 +1254,7 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
         done.log()
     );
     assert!(!done.pip_calls().is_empty(), "pip ran");
+    assert_eq!(environment(&done)["how"], "rebuilt");
     let rebuilt = sha256_hex(&fs::read(&tar).unwrap());
     let recorded = fs::read_to_string(tar.with_extension("sha256")).unwrap();
     assert!(recorded.starts_with(&rebuilt), "{recorded} vs {rebuilt}");
