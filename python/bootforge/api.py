@@ -13,7 +13,7 @@ Sets = Optional[Mapping[str, Union[str, int, float, bool]]]
 FORMATS = ("payload", "cloud-config", "mime", "base64")
 
 
-def _sets(sets: Sets) -> list[str]:
+def set_args(sets: Sets) -> list[str]:
     args: list[str] = []
     for key, value in (sets or {}).items():
         if isinstance(value, bool):
@@ -29,7 +29,7 @@ def _local(local: bool, efs: Optional[str]) -> list[str]:
 
 
 def _place(profile: Optional[str], sets: Sets, local: bool, efs: Optional[str]) -> list[str]:
-    return (["--profile", profile] if profile else []) + _sets(sets) + _local(local, efs)
+    return (["--profile", profile] if profile else []) + set_args(sets) + _local(local, efs)
 
 
 def _document(out: bytes, what: str) -> object:
@@ -58,7 +58,7 @@ def launch(
     ``Interrupted`` or ``LaunchFailed`` (each carrying the ``Job``) when the
     instance ended without the job's own outcome.
     """
-    args = ["launch", profile, "--set", f"job_id={job_id}", "--json", *_sets(sets), *_local(local, efs)]
+    args = ["launch", profile, "--set", f"job_id={job_id}", "--json", *set_args(sets), *_local(local, efs)]
     if wait:
         args.append("--wait")
     if rerun:
@@ -152,7 +152,7 @@ def compile(profile: Optional[str] = None, sets: Sets = None, format: str = "pay
     readable ``cloud-config``, the ``mime`` multipart, or ``base64``."""
     if format not in FORMATS:
         raise UsageError(f"format={format!r} is not one of {', '.join(FORMATS)}", code="usage")
-    args = ["compile", *([profile] if profile else []), *_sets(sets), "--format", format]
+    args = ["compile", *([profile] if profile else []), *set_args(sets), "--format", format]
     code, out, err = _process.run(args)
     if code != 0:
         raise failure(err, code)

@@ -16,13 +16,14 @@ reads its outcome: never a second GPU for one job.
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Optional
 
 from celery import Celery, Task
 
 from . import _process
-from .api import Sets, launch
+from .api import Sets, launch, set_args
 from .documents import Job
 from .errors import (
     BootforgeError,
@@ -42,14 +43,12 @@ VISIBILITY_MARGIN_S = 30 * 60
 def longest_wait(profile: str, sets: Sets = None) -> float:
     """The longest a ``launch --wait`` of ``profile`` can take, in seconds:
     every attempt of its retry policy at its budget (timeout + grace)."""
-    args = ["cost", profile, "--json"]
-    for key, value in (sets or {}).items():
-        args += ["--set", f"{key}={value}"]
-    code, out, err = _process.run(args)
+    code, out, err = _process.run(["cost", profile, "--json", *set_args(sets)])
     if code != 0:
         raise failure(err, code)
     cost = json.loads(out)
-    return float(cost["budget_hours"]) * 3600 * int(cost.get("attempts", 1))
+    # budget_hours is seconds / 3600 as a float: back to whole seconds first.
+    return round(float(cost["budget_hours"]) * 3600) * int(cost.get("attempts", 1))
 
 
 def configure(
@@ -74,7 +73,7 @@ def configure(
     if visibility_timeout is None:
         visibility_timeout = longest_wait(profile, sets) + VISIBILITY_MARGIN_S
     options = dict(app.conf.broker_transport_options or {})
-    options["visibility_timeout"] = int(visibility_timeout)
+    options["visibility_timeout"] = math.ceil(visibility_timeout)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

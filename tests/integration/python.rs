@@ -54,6 +54,9 @@ fn python_api() {
         .env("PYTHONPATH", root().join("python"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("XDG_STATE_HOME", state.path())
+        // Network tests only ever target loopback: the EC2 tests point at
+        // the double, everything else at a closed port.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
