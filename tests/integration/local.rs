@@ -568,15 +568,25 @@ impl Deployment<'_> {
         )
     }
 
-    /// Sends `jobs` (one task each) and reads each result from the backend.
-    fn results(&self, jobs: &[&str]) -> Vec<Json> {
+    /// A client that sends `jobs` (one task each) and prints each result
+    /// from the backend; [`Deployment::read`] reads them.
+    fn send(&self, jobs: &[&str]) -> Child {
         let client = format!(
             "import json\nfrom celery_tasks import run_gpu_job\nsent = [run_gpu_job.delay(j) for j in {jobs:?}]\nprint(json.dumps([r.get(timeout=300) for r in sent]))\n"
         );
         let mut command = Command::new("python3");
         command.args(["-c", &client]);
         self.env(&mut command);
-        let out = command.output().unwrap();
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The results `client` printed, once it has them all.
+    fn read(&self, client: Child) -> Vec<Json> {
+        let out = client.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{}\nworkers:\n{}",
@@ -618,7 +628,7 @@ fn celery_jobs_rehearse_end_to_end() {
     };
     let _worker = celery.worker("main", 4, None);
     // Three jobs, the third twice at once.
-    let results = celery.results(&["e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup"]);
+    let results = celery.read(celery.send(&["e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup"]));
     assert_eq!(results[0]["outcome"], "succeeded", "{results:#?}");
     assert_eq!(results[1]["outcome"], "failed", "{results:#?}");
     assert_eq!(results[1]["status"]["exit_code"], 3);
@@ -661,19 +671,7 @@ fn a_worker_killed_mid_wait_leaves_no_waiter_and_its_task_comes_back() {
     };
     let job = "slow-killed";
     let mut first = celery.worker("first", 1, Some(5));
-    let client = {
-        let mut command = Command::new("python3");
-        command.args([
-            "-c",
-            &format!("import json\nfrom celery_tasks import run_gpu_job\nprint(json.dumps(run_gpu_job.delay({job:?}).get(timeout=300)))\n"),
-        ]);
-        celery.env(&mut command);
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let client = celery.send(&[job]);
     // Mid-wait: the job's instance runs and the worker's bootforge waits.
     let marker = format!("job_id={job}");
     let start = Instant::now();
@@ -719,14 +717,7 @@ fn a_worker_killed_mid_wait_leaves_no_waiter_and_its_task_comes_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _second = celery.worker("second", 1, Some(5));
-    let out = client.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}\nworkers:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        celery.worker_logs()
-    );
-    let result: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let result = celery.read(client).remove(0);
     assert_eq!(result["outcome"], "succeeded", "{result:#}");
     assert_eq!(w.instances_of(job), 1, "one job, one instance");
     let status: Json =
