@@ -1,12 +1,6 @@
 
 # efs-mount
 EFS_HOW={{ "nfs" if efs_utils == "never" else "" }}
-{# pkg PACKAGE: installed, bounded, where dnf can. #}
-{% if install_timeout_seconds > 0 %}
-pkg() { command -v dnf >/dev/null || return; log "installing $1"; timeout -k 10 {{ install_timeout_seconds }} dnf -y -q install "$1" 2>&1 | stamp; }
-{% else %}
-pkg() { return 1; }
-{% endif %}
 {# no_tls WHY: plain NFS from now on, with a warning saying why (efs_utils: always refuses). #}
 no_tls() {
 {% if efs_utils == "always" %}
@@ -14,7 +8,7 @@ no_tls() {
 {% endif %}
   log "warning: mounting with plain NFS, without TLS: $1"
   EFS_HOW=nfs
-  command -v mount.nfs4 >/dev/null || pkg nfs-utils
+  command -v mount.nfs4 >/dev/null || pkg nfs-utils {{ install_timeout_seconds }}
 }
 {# efs_mount FS_ID PATH MOUNT_POINT; TLS through amazon-efs-utils where it is or can be installed (once per boot). #}
 efs_mount() {
@@ -25,7 +19,7 @@ efs_mount() {
   done
   mkdir -p "$at"
   if [ -z "$EFS_HOW" ]; then
-    command -v mount.efs >/dev/null || pkg amazon-efs-utils
+    command -v mount.efs >/dev/null || pkg amazon-efs-utils {{ install_timeout_seconds }}
     if command -v mount.efs >/dev/null; then EFS_HOW=efs; else no_tls "amazon-efs-utils is missing"; fi
   fi
   while :; do

@@ -48,7 +48,7 @@ if [ -d /run/systemd/system ]; then
   how=unit
   run=(systemd-run -q --wait --pipe --collect --unit=bootforge-pipeline -p User="$RUN_USER"
     -p WorkingDirectory="$WORKDIR" -p TimeoutStopSec="$KILL_AFTER_S"
-    -p "RequiresMountsFor=\"$JOB_DIR\" \"$WORKDIR\"")
+    -p "RequiresMountsFor=\"$JOB_DIR\" \"$WORKDIR\"${MOUNTED_ENV:+ \"$MOUNTED_ENV\"}")
   for e in "${env[@]}"; do
     run+=(-E "$e")
   done

@@ -41,7 +41,7 @@ mkdir -p "$LOCAL_DIR"
 echo "$BOOT_ID" >"$STATE_DIR/runner-boot"
 
 OUTCOME='' EXIT_CODE='' MESSAGE='' PHASE='' PHASES='' LOGS_READY='' SHUTDOWN='' NOTICE='' TRAPPED=''
-ENV_HOW='' ENV_FILES='' ENV_BYTES=''
+ENV_HOW='' ENV_FILES='' ENV_BYTES='' MOUNTED_ENV=''
 GPU_NAME='' GPU_DRIVER='' VENV='' RUN_NO='' i='' b='' t='' STALE=''
 printf -v STARTED_AT '%(%FT%TZ)T' -1
 AS=()
@@ -74,6 +74,14 @@ log() {
 
 own() {
   chown "$RUN_USER:" "$@"
+}
+
+# pkg PACKAGE SECONDS: PACKAGE installed by dnf (Amazon Linux), bounded;
+# fails where there is no dnf, or no time for it (SECONDS 0).
+pkg() {
+  command -v dnf >/dev/null && [ "$2" -gt 0 ] || return 1
+  log "installing $1"
+  timeout -k 10 "$2" dnf -y -q install "$1" 2>&1 | stamp
 }
 
 # gone PID SECONDS: whether PID (or -PGID) ends within SECONDS.
@@ -207,6 +215,12 @@ finalize() {
 {% endif %}
   [ -n "$LOGS_READY" ] && LOG_FILE=$LOCAL_DIR/final.log && : >"$LOG_FILE"
   phase_end
+  # The requirements' environment mounted from the cache: unmounted once
+  # the pipeline has ended, before the EFS is written to.
+  if [ -n "$MOUNTED_ENV" ]; then
+    timeout 10 umount "$MOUNTED_ENV" 2>/dev/null || umount -l "$MOUNTED_ENV"
+    log "unmounted $MOUNTED_ENV"
+  fi
   EXIT_CODE=${EXIT_CODE:-$rc}
   [ $rc = 0 ] && OUTCOME=${OUTCOME:-succeeded}
   OUTCOME=${OUTCOME:-failed}

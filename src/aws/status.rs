@@ -109,7 +109,7 @@ pub struct RunStatus {
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     /// `installed`, `restored` (from the EFS cache), `rebuilt` (over a
-    /// damaged cache entry) or `failed` (pip failed; the job went on).
+    /// damaged cache entry) or `failed` (the installer failed; the job went on).
     pub how: String,
     /// Its files and bytes, when they were counted.
     pub files: Option<u64>,

@@ -20,7 +20,44 @@ pub struct Explanation {
     /// Every instance and job setting: dotted path, value, origin.
     pub settings: Vec<Setting>,
     pub snippets: Vec<ResolvedSnippet>,
+    /// What keys the requirements' environment in the cache, when there is
+    /// one.
+    pub environment_cache: Option<EnvironmentCache>,
     pub payload: PayloadFacts,
+}
+
+/// The requirements' cache: where an entry lives and what its key hashes.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentCache {
+    /// `CACHE_DIR/KEY/`, with `env.sqfs`, `env.sha256` and `env.size`.
+    pub entry: String,
+    /// What the key (a SHA-256) is computed from on the instance, in order.
+    pub key_inputs: Vec<String>,
+}
+
+impl EnvironmentCache {
+    fn new(compiled: &Compiled) -> Option<EnvironmentCache> {
+        let text = |name: &str| {
+            compiled
+                .param("requirements", name)
+                .map(yaml_show)
+                .unwrap_or_default()
+        };
+        let dir = compiled.param("requirements", "cache_dir")?.as_str()?;
+        Some(EnvironmentCache {
+            entry: format!("{dir}/KEY/"),
+            key_inputs: vec![
+                format!("the requirements file's bytes ({})", text("file")),
+                format!("the installer's extra arguments ({})", text("extra_args")),
+                format!(
+                    "the environment's place ({}/venv)",
+                    compiled.profile.profile.job.state_dir
+                ),
+                format!("`{} -VV` on the instance", text("python")),
+                "`uname -m` on the instance".to_string(),
+            ],
+        })
+    }
 }
 
 /// One setting and where it came from.
@@ -97,6 +134,7 @@ impl Explanation {
             chain: p.chain.clone(),
             settings,
             snippets: compiled.snippets.clone(),
+            environment_cache: EnvironmentCache::new(compiled),
             payload: PayloadFacts {
                 format: if payload.mime {
                     "multipart MIME"
@@ -186,6 +224,16 @@ impl fmt::Display for Explanation {
                     yaml_show(&p.value),
                     p.origin
                 )?;
+            }
+        }
+        if let Some(cache) = &self.environment_cache {
+            writeln!(
+                f,
+                "\nrequirements cache: {} (a squashfs image, its SHA-256 and size); KEY is the SHA-256 of",
+                cache.entry
+            )?;
+            for input in &cache.key_inputs {
+                writeln!(f, "  {input}")?;
             }
         }
         let p = &self.payload;

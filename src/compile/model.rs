@@ -295,8 +295,8 @@ pub struct Output {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// Only when the raw payload passes the size budget (three quarters of
-    /// the user-data limit): what EC2 receives then stays within it.
+    /// Only when the raw payload passes the size budget (85 % of the
+    /// user-data limit): what EC2 receives then stays within it.
     #[default]
     Auto,
     Gzip,

@@ -218,15 +218,15 @@ pub fn boot(
         instance.types.first().cloned().unwrap_or_default()
     );
     let switches = format!(
-        "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_EFS_FAIL={}\nSMOKE_NO_GPU={}\nSMOKE_ORDERING={}\n",
+        "SMOKE_SCENARIO={}\nSMOKE_NO_EFS={}\nSMOKE_EFS_FAIL={}\nSMOKE_NO_GPU={}\nSMOKE_ORDERING={}\nSMOKE_EFS_RENAME_DELAY={}\n",
         scenario.name,
         u8::from(scenario.no_efs),
         scenario.efs_fail.unwrap_or_default(),
         u8::from(scenario.no_gpu),
-        ordering.name()
+        ordering.name(),
+        scenario.efs_rename_delay.unwrap_or_default(),
     );
-    // pip's only index is the image's wheelhouse: never the network.
-    let pip_conf = "[global]\nno-index = true\nfind-links = /opt/wheels\n";
+    let (pip_conf, uv_toml) = indexes(scenario);
     let seed = folders.cloud.join("seed/nocloud");
     write(&seed.join("meta-data"), &meta_data)?;
     fs::write(seed.join("user-data"), &compiled.payload.bytes)
@@ -260,10 +260,20 @@ pub fn boot(
             &compiled.profile.profile.job.state_dir,
         ))
         .with_copy_to("/smoke/scenario.env", switches.into_bytes())
-        .with_copy_to("/etc/pip.conf", pip_conf.as_bytes().to_vec())
+        .with_copy_to("/etc/pip.conf", pip_conf.into_bytes())
+        .with_copy_to("/etc/uv/uv.toml", uv_toml.into_bytes())
         .with_host_config_modifier(|config| {
-            // The EFS stand-in is a FUSE server.
-            config.devices = Some(vec![bollard_device("/dev/fuse")]);
+            // The EFS stand-in is a FUSE server; the requirements' cache
+            // images are mounted through loop devices, which the kernel
+            // shares among containers: the host's are passed in.
+            config.devices = Some(
+                ["/dev/fuse", "/dev/loop-control"]
+                    .into_iter()
+                    .map(str::to_string)
+                    .chain(loop_devices())
+                    .map(|d| bollard_device(&d))
+                    .collect(),
+            );
         });
     let mut served = Vec::new();
     for (fs_id, _, _) in mounts {
@@ -371,6 +381,34 @@ pub fn boot(
         interventions,
         interrupted_on_efs_at,
     })
+}
+
+/// pip's and uv's configuration in the container: their only index is the
+/// image's wheelhouse, never the network (uv does not read pip.conf). The
+/// uv wheel is in pip's index unless the scenario takes uv away.
+fn indexes(scenario: &Scenario) -> (String, String) {
+    let uv = if scenario.uv { " /opt/uv" } else { "" };
+    (
+        format!("[global]\nno-index = true\nfind-links = /opt/wheels{uv}\n"),
+        "[pip]\nno-index = true\nfind-links = [\"/opt/wheels\"]\n".to_string(),
+    )
+}
+
+/// The host's loop devices (`/dev/loopN`), which a container's /dev lacks.
+fn loop_devices() -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_prefix("loop")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|n| format!("/dev/{n}"))
+        .collect();
+    found.sort();
+    found
 }
 
 fn bollard_device(path: &str) -> testcontainers::bollard::models::DeviceMapping {

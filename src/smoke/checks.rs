@@ -42,6 +42,31 @@ pub struct Timings {
     pub total: f64,
 }
 
+/// Bytes through the EFS stand-in during one boot.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct EfsIo {
+    pub read: u64,
+    pub written: u64,
+}
+
+/// What the EFS stand-in counted, summed over its mounts (one file each in
+/// the records' `efs-io/`).
+pub fn efs_io(folders: &Folders) -> EfsIo {
+    let mut io = EfsIo::default();
+    for entry in fs::read_dir(folders.records.join("efs-io"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(counts) = serde_json::from_str::<Json>(&read(&entry.path())) else {
+            continue;
+        };
+        io.read += counts["read"].as_u64().unwrap_or_default();
+        io.written += counts["written"].as_u64().unwrap_or_default();
+    }
+    io
+}
+
 fn seconds_or_dash(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |t| format!("{t:.1}s"))
 }
@@ -312,6 +337,21 @@ pub fn inspect(
             } else {
                 "no virtual environment was made".to_string()
             },
+        );
+    }
+    if scenario.pip && scenario.outcome.is_some() && !folders.own_efs {
+        let (name, line) = if scenario.uv {
+            ("the installer was uv", "with uv (at most ")
+        } else {
+            (
+                "pip stood in for uv",
+                "warning: uv cannot be had: installing with pip",
+            )
+        };
+        check(
+            name,
+            job_log.contains(line),
+            format!("the job's log says {line:?}"),
         );
     }
     let pipeline_end = at(&timeline, "pipeline-end");

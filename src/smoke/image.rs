@@ -25,6 +25,11 @@ const RECIPE: &[(&str, &str)] = &[
     ("smoke-imds", include_str!("recipe/smoke-imds")),
     ("smoke-ordering", include_str!("recipe/smoke-ordering")),
     (
+        "requirements-cv.txt",
+        include_str!("recipe/requirements-cv.txt"),
+    ),
+    ("uv.txt", include_str!("recipe/uv.txt")),
+    (
         "al2023-cloud-init-local.service",
         include_str!("recipe/al2023/cloud-init-local.service"),
     ),

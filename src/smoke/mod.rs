@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-pub use self::checks::{Check, Timings};
+pub use self::checks::{Check, EfsIo, Timings};
 pub use self::image::{IMAGE, ImageBuild, build_image, image, image_tag};
 pub use self::scenarios::chosen;
 pub use self::scenarios::{Intervention, Ordering, PowerOff, SCENARIOS, Scenario, scenario};
@@ -55,6 +55,9 @@ pub struct Report {
     pub payload_bytes: usize,
     pub checks: Vec<Check>,
     pub timings: Timings,
+    /// Bytes read from and written to the EFS stand-in, every mount of it:
+    /// a local folder makes reads free where the EFS takes seconds.
+    pub efs_io: EfsIo,
     pub status: Option<Json>,
     /// Where the boot's files were kept, when asked to keep them.
     pub kept: Option<PathBuf>,
@@ -119,6 +122,11 @@ impl fmt::Display for Report {
                 seconds(t.notice_to_efs_status)
             )?;
         }
+        write!(
+            f,
+            "\n  EFS: {} bytes read, {} written",
+            self.efs_io.read, self.efs_io.written
+        )?;
         if let Some(kept) = &self.kept {
             write!(f, "\n  files kept in {}", kept.display())?;
         }
@@ -234,6 +242,7 @@ pub fn run(
         payload_bytes: compiled.payload.bytes.len(),
         checks,
         timings,
+        efs_io: checks::efs_io(&folders),
         status,
         kept: options.keep.as_ref().map(|_| folders.root.clone()),
         container: ended.container,

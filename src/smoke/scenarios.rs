@@ -98,8 +98,14 @@ pub struct Scenario {
     pub phases: Option<&'static [&'static str]>,
     /// Whether the status and log reach the EFS.
     pub on_efs: bool,
-    /// Whether pip runs.
+    /// Whether the requirements are installed (pip or uv runs).
     pub pip: bool,
+    /// Whether the image's uv wheel is in pip's index (the runner can
+    /// install uv); without it the runner falls back to pip.
+    pub uv: bool,
+    /// The EFS stand-in holds every rename of a dot-named directory this
+    /// many seconds: two jobs filling one cache entry overlap.
+    pub efs_rename_delay: Option<u32>,
     pub power_off: PowerOff,
     /// At most this many seconds from the pipeline's end to the power-off
     /// (the container stopping), on top of the profile's `kill_after`.
@@ -125,6 +131,8 @@ const BASE: Scenario = Scenario {
     phases: Some(&["mount", "deps", "gpu", "run"]),
     on_efs: true,
     pip: true,
+    uv: true,
+    efs_rename_delay: None,
     power_off: PowerOff::Trap,
     end_to_power_off: Some(15.0),
     stand_in: true,
@@ -173,6 +181,19 @@ pub static SCENARIOS: &[Scenario] = &[
         exit_code: 1,
         phases: Some(&["mount", "deps"]),
         end_to_power_off: None,
+        ..BASE
+    },
+    Scenario {
+        name: "no-uv",
+        summary: "pip's index serves no uv: the runner installs the requirements with pip, with a warning",
+        uv: false,
+        ..BASE
+    },
+    Scenario {
+        name: "fill-race",
+        summary: "renames on the EFS held 20s: two jobs run at once on one folder (--efs) fill one cache entry, one wins",
+        efs_rename_delay: Some(20),
+        stand_in: false,
         ..BASE
     },
     Scenario {

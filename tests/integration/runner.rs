@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::{fixtures, have};
+use crate::{contains, fixtures, have};
 
 /// A part of every path, so that every run also proves the quoting.
 const HOSTILE_DIR: &str = "job root 'q' $(touch PWNED) `touch PWNED` *";
@@ -152,6 +152,8 @@ impl Job {
             during(child.id(), &self.root);
         }
         let out = child.wait_with_output().unwrap();
+        // What bash itself said (a failing step's own errors are in the log).
+        fs::write(self.base.join("runner.stderr"), &out.stderr).unwrap();
         Finished {
             _tmp: self.tmp.take(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -224,10 +226,18 @@ impl Finished {
             .collect()
     }
 
-    /// The `python -m pip` calls made in the job's virtual environment.
+    /// The `python -m pip` calls that installed the requirements in the
+    /// job's virtual environment (not uv's own install).
     fn pip_calls(&self) -> Vec<String> {
         let mut calls = self.calls("python");
-        calls.retain(|c| c.starts_with("python\t-m\tpip\t"));
+        calls.retain(|c| c.starts_with("python\t-m\tpip\tinstall\t-r\t"));
+        calls
+    }
+
+    /// The `uv pip install` calls.
+    fn uv_calls(&self) -> Vec<String> {
+        let mut calls = self.calls("uv");
+        calls.retain(|c| c.starts_with("uv\tpip\tinstall\t"));
         calls
     }
 
@@ -307,8 +317,10 @@ fn succeeded() {
         "phase mount: start",
         "mounted fs-0fdfeb8ca8304e991:/app on",
         "phase deps: start",
-        "installing ",
-        "Successfully installed stand-in-package-1.0",
+        "installing uv 0.13.9 with pip",
+        "kept uv in ",
+        "with uv (at most 20 min)",
+        " + stand-in-package==1.0",
         "cached it in ",
         "GPU ready after 0s: NVIDIA L40S, driver 550.127.05",
         "JOB_ID=run-7",
@@ -347,7 +359,27 @@ fn succeeded() {
     assert!(mounts[0].starts_with(
         "mount\t-t\tnfs4\t-o\tnfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport\tfs-0fdfeb8ca8304e991.efs.us-east-2.amazonaws.com:/\t"
     ), "{mounts:?}");
-    assert!(done.pip_calls()[0].starts_with("python\t-m\tpip\tinstall\t-r\t"));
+    // uv, made the environment and installed into it, with the bytecode
+    // compiled, never fetching an interpreter.
+    let venv = done.root.join("state/venv").display().to_string();
+    let requirements = done.root.join("app/requirements_gpu.txt");
+    assert_eq!(
+        done.calls("uv")
+            .iter()
+            .filter(|c| !c.starts_with("uv\t--version"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        [
+            format!("uv\tvenv\t--quiet\t--python\tpython3\t{venv}"),
+            format!(
+                "uv\tpip\tinstall\t--python\t{venv}/bin/python\t--compile-bytecode\t-r\t{}",
+                requirements.display()
+            ),
+        ]
+    );
+    let uv_env = fs::read_to_string(done.base.join("standin/uv-env")).unwrap();
+    assert!(uv_env.contains("UV_PYTHON_DOWNLOADS=never\n"), "{uv_env}");
+    assert!(done.pip_calls().is_empty(), "{:?}", done.calls("python"));
 }
 
 #[test]
@@ -550,9 +582,26 @@ fn deps_failed() {
     if !have("bash") {
         return;
     }
-    let done = Job::new().env("STANDIN_PIP", "fail").run();
+    // A uv that is there and fails is a failure, never a fall back to pip.
+    let done = Job::new().env("STANDIN_UV", "fail").run();
     done.assert_common("deps_failed", 1);
     assert_eq!(phases(&done.status()), ["mount", "deps"]);
+    assert_eq!(done.status()["environment"]["how"], "failed");
+    assert_eq!(
+        done.status()["message"],
+        format!(
+            "uv could not install {} (exit code 1)",
+            done.root.join("app/requirements_gpu.txt").display()
+        )
+    );
+    assert!(done.log().contains("No solution found"), "{}", done.log());
+    assert!(done.pip_calls().is_empty(), "pip ran after uv failed");
+
+    let done = Job::new()
+        .env("STANDIN_PIP", "fail")
+        .set("snippets.requirements.installer=pip")
+        .run();
+    done.assert_common("deps_failed", 1);
     assert_eq!(done.status()["environment"]["how"], "failed");
     assert!(
         done.log().contains("Could not find a version"),
@@ -562,12 +611,70 @@ fn deps_failed() {
 }
 
 #[test]
+fn uv_is_kept_in_the_cache_and_pip_stands_in_when_uv_cannot_be_had() {
+    if !have("bash") {
+        return;
+    }
+    let first = Job::new().run();
+    first.assert_common("succeeded", 0);
+    let cache = first.root.join("efs/bootforge/cache");
+    let kept = cache.join("tools/uv-0.13.9");
+    assert!(kept.is_file(), "uv kept in the cache");
+    // The tool environment that installed it is gone; uv is pinned by hash.
+    assert!(!first.root.join("state/tools/uv-venv").exists());
+    contains(
+        &fs::read_to_string(first.root.join("state/tools/uv.txt")).unwrap(),
+        "uv==0.13.9 --hash=sha256:d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    );
+
+    // A later job with other requirements takes uv from the cache.
+    let mut later = Job::new();
+    fs::create_dir_all(later.root.join("efs/bootforge/cache/tools")).unwrap();
+    fs::copy(
+        &kept,
+        later.root.join("efs/bootforge/cache/tools/uv-0.13.9"),
+    )
+    .unwrap();
+    let done = later.run();
+    done.assert_common("succeeded", 0);
+    contains(&done.log(), "uv 0.13.9 from ");
+    assert!(!done.log().contains("installing uv"), "{}", done.log());
+    assert_eq!(done.uv_calls().len(), 1);
+
+    // No uv to be had: pip, with a warning.
+    let done = Job::new().env("STANDIN_UV", "absent").run();
+    done.assert_common("succeeded", 0);
+    contains(
+        &done.log(),
+        "warning: uv cannot be had: installing with pip",
+    );
+    assert_eq!(done.pip_calls().len(), 1);
+    assert!(done.uv_calls().is_empty());
+
+    // installer: uv refuses to go without it; installer: pip never tries it.
+    let done = Job::new()
+        .env("STANDIN_UV", "absent")
+        .set("snippets.requirements.installer=uv")
+        .run();
+    done.assert_common("deps_failed", 1);
+    assert_eq!(
+        done.status()["message"],
+        "uv 0.13.9 cannot be had (installer: uv)"
+    );
+    assert!(done.pip_calls().is_empty());
+    let done = Job::new().set("snippets.requirements.installer=pip").run();
+    done.assert_common("succeeded", 0);
+    assert!(done.calls("uv").is_empty());
+    assert_eq!(done.pip_calls().len(), 1);
+}
+
+#[test]
 fn deps_failure_can_be_let_through() {
     if !have("bash") {
         return;
     }
     let done = Job::new()
-        .env("STANDIN_PIP", "fail")
+        .env("STANDIN_UV", "fail")
         .set("snippets.requirements.on_failure=continue")
         .run();
     done.assert_common("succeeded", 0);
@@ -590,6 +697,7 @@ fn no_requirements_file_skips_the_step() {
         done.log()
     );
     assert!(done.pip_calls().is_empty(), "pip never ran");
+    assert!(done.calls("uv").is_empty(), "uv never ran");
     assert!(done.status()["environment"].is_null());
 }
 
@@ -1180,9 +1288,13 @@ fn the_pipeline_gets_its_users_environment_and_its_requirements() {
         "nothing of the runner's environment leaks:\n{env}"
     );
     assert!(done.log().contains("appended by the pipeline"));
-    // pip ran with the environment's interpreter (`python`, made by `python3
-    // -m venv`), never with the one cloud-init runs on.
-    assert!(done.pip_calls()[0].starts_with("python\t-m\tpip\tinstall\t-r\t"));
+    // The installer ran for the environment's interpreter, never for the
+    // one cloud-init runs on.
+    assert!(
+        done.uv_calls()[0].starts_with(&format!("uv\tpip\tinstall\t--python\t{venv}/bin/python\t")),
+        "{:?}",
+        done.uv_calls()
+    );
     assert!(!done.calls("python3").iter().any(|c| c.contains("\tpip\t")));
     assert!(
         done.calls("python3")
@@ -1193,19 +1305,32 @@ fn the_pipeline_gets_its_users_environment_and_its_requirements() {
 
 #[test]
 fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
-    if !have("bash") {
+    if !have("bash") || !have("unsquashfs") {
         return;
     }
     let first = Job::new().run();
     first.assert_common("succeeded", 0);
     let cache = first.root.join("efs/bootforge/cache");
-    let tars: Vec<PathBuf> = fs::read_dir(&cache)
+    // One entry: a directory named by the key, holding the image, its
+    // SHA-256 and its size; nothing left aside.
+    let entries: Vec<PathBuf> = fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .filter(|p| p.file_name().unwrap() != "tools")
         .collect();
-    assert_eq!(tars.len(), 1, "{tars:?}");
-    assert!(tars[0].with_extension("sha256").is_file());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = entries[0].clone();
+    let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
+    let image = fs::read(entry.join("env.sqfs")).unwrap();
+    assert_eq!(&image[..4], b"hsqs", "a squashfs image");
+    assert_eq!(
+        fs::read_to_string(entry.join("env.sha256")).unwrap(),
+        format!("{}  env.sqfs\n", sha256_hex(&image))
+    );
     assert!(first.log().contains("cached it in"));
     // The status says how the environment was had, and its size.
     let environment = |done: &Finished| done.status()["environment"].clone();
@@ -1214,50 +1339,95 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
     let counted = |e: &Json| (e["files"].as_u64().unwrap(), e["bytes"].as_u64().unwrap());
     let (files, bytes) = counted(&installed);
     assert!(files > 0 && bytes > 0, "{installed}");
+    assert_eq!(
+        fs::read_to_string(entry.join("env.size")).unwrap(),
+        format!("{files} {bytes}\n")
+    );
 
-    // The same requirements on a later job (at the same place): restored,
-    // pip never runs.
-    let mut again = Job::new();
-    again.set(format!(
-        "job.state_dir={}",
-        first.root.join("state").display()
-    ));
-    copy_dir(&cache, &again.root.join("efs/bootforge/cache"));
-    let done = again.run();
+    // The same requirements on a later job (at the same place): the image
+    // mounted read-only, no installer runs, and it is unmounted at the end,
+    // once the pipeline is gone.
+    let later = || {
+        let mut job = Job::new();
+        job.set(format!(
+            "job.state_dir={}",
+            first.root.join("state").display()
+        ));
+        copy_dir(&cache, &job.root.join("efs/bootforge/cache"));
+        job
+    };
+    let done = later().run();
     assert_eq!(done.status()["outcome"], "succeeded");
-    assert!(done.log().contains("restored "), "{}", done.log());
-    assert!(done.pip_calls().is_empty(), "pip ran again");
+    let venv = first.root.join("state/venv").display().to_string();
+    contains(&done.log(), "(mounted read-only)");
+    let mounted = done
+        .calls("mount")
+        .into_iter()
+        .find(|c| c.starts_with("mount\t-t\tsquashfs\t"))
+        .expect("the image is mounted");
+    assert!(
+        mounted.starts_with("mount\t-t\tsquashfs\t-o\tloop,ro,nodev,nosuid\t")
+            && mounted.ends_with(&format!("\t{venv}")),
+        "{mounted}"
+    );
+    assert!(
+        done.pip_calls().is_empty() && done.uv_calls().is_empty(),
+        "an installer ran again"
+    );
     assert_eq!(environment(&done)["how"], "restored");
     assert_eq!(
         counted(&environment(&done)),
         (files, bytes),
         "the same environment"
     );
-
-    // A damaged copy is detected and rebuilt.
-    let mut damaged = Job::new();
-    damaged.set(format!(
-        "job.state_dir={}",
-        first.root.join("state").display()
-    ));
-    let copy = damaged.root.join("efs/bootforge/cache");
-    copy_dir(&cache, &copy);
-    let tar = copy.join(tars[0].file_name().unwrap());
-    let mut bytes = fs::read(&tar).unwrap();
-    bytes.truncate(bytes.len() / 2);
-    fs::write(&tar, bytes).unwrap();
-    let done = damaged.run();
-    assert_eq!(done.status()["outcome"], "succeeded");
-    assert!(
-        done.log().contains("is damaged: rebuilding it"),
-        "{}",
-        done.log()
+    assert_eq!(done.calls("umount"), [format!("umount\t{venv}")]);
+    let log = done.log();
+    let (ended, unmounted) = (
+        log.find("phase run: done").unwrap(),
+        log.find(&format!("unmounted {venv}")).unwrap(),
     );
-    assert!(!done.pip_calls().is_empty(), "pip ran");
-    assert_eq!(environment(&done)["how"], "rebuilt");
-    let rebuilt = sha256_hex(&fs::read(&tar).unwrap());
-    let recorded = fs::read_to_string(tar.with_extension("sha256")).unwrap();
-    assert!(recorded.starts_with(&rebuilt), "{recorded} vs {rebuilt}");
+    assert!(ended < unmounted, "{log}");
+
+    // This machine cannot mount it: installed instead, the entry kept.
+    let done = later().env("STANDIN_MOUNT_FAIL", "squashfs").run();
+    assert_eq!(done.status()["outcome"], "succeeded");
+    contains(&done.log(), "cannot mount ");
+    assert_eq!(environment(&done)["how"], "installed");
+    assert_eq!(done.uv_calls().len(), 1);
+
+    // A damaged image, or an entry without its checksum, is detected and
+    // rebuilt in its place.
+    for damage in ["truncated", "partial"] {
+        let job = later();
+        let copy = job.root.join("efs/bootforge/cache").join(&key);
+        if damage == "truncated" {
+            fs::write(copy.join("env.sqfs"), &image[..image.len() / 2]).unwrap();
+        } else {
+            fs::remove_file(copy.join("env.sha256")).unwrap();
+        }
+        let mut job = job;
+        let done = job.run();
+        assert_eq!(
+            done.status()["outcome"],
+            "succeeded",
+            "{}",
+            fs::read_to_string(done.base.join("runner.stderr")).unwrap()
+        );
+        contains(&done.log(), "is damaged or partial: rebuilding it");
+        assert_eq!(done.uv_calls().len(), 1, "{damage}: installed again");
+        assert_eq!(environment(&done)["how"], "rebuilt");
+        let rebuilt = fs::read(copy.join("env.sqfs")).unwrap();
+        assert_eq!(
+            fs::read_to_string(copy.join("env.sha256")).unwrap(),
+            format!("{}  env.sqfs\n", sha256_hex(&rebuilt)),
+            "{damage}"
+        );
+        let names: Vec<String> = fs::read_dir(copy.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{damage}: nothing left aside: {names:?}");
+    }
 
     // Other requirements: another environment.
     let mut other = Job::new();
@@ -1273,7 +1443,8 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
         fs::read_dir(other.root.join("efs/bootforge/cache"))
             .unwrap()
             .count(),
-        4
+        3,
+        "two entries and the tools"
     );
 }
 
@@ -1289,7 +1460,11 @@ fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
 
@@ -1321,9 +1496,9 @@ mod quoting {
             let expected: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
             prop_assert_eq!(fs::read(out.join("args")).unwrap(), expected);
             prop_assert_eq!(fs::read_to_string(out.join("env")).unwrap(), env);
-            let pip = fs::read(done.base.join("standin/pip-args")).unwrap();
+            let uv = fs::read(done.base.join("standin/uv-args")).unwrap();
             let last: Vec<u8> = pip_arg.bytes().chain([0]).collect();
-            prop_assert!(pip.ends_with(&last), "pip got {:?}", String::from_utf8_lossy(&pip));
+            prop_assert!(uv.ends_with(&last), "uv got {:?}", String::from_utf8_lossy(&uv));
         }
     }
 }

@@ -364,22 +364,63 @@ fn the_shutdown_scenarios_hold_under_amazon_linux_2023s_ordering() {
 /// An EFS folder laid out like the seed's: the stand-in pipeline under
 /// app/, with requirements the image's wheelhouse serves.
 fn own_efs(dir: &Path) {
+    own_efs_with(dir, "bootforge_fixture==1.0\n", PIPELINE);
+}
+
+const PIPELINE: &str = include_str!("../fixtures/smoke/simulate_pipeline.sh");
+
+fn own_efs_with(dir: &Path, requirements: &str, pipeline: &str) {
     let app = dir.join("app");
     std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(
-        root().join("tests/fixtures/smoke/simulate_pipeline.sh"),
-        app.join("simulate_pipeline.sh"),
-    )
-    .unwrap();
-    std::fs::write(app.join("requirements_gpu.txt"), "bootforge_fixture==1.0\n").unwrap();
+    std::fs::write(app.join("simulate_pipeline.sh"), pipeline).unwrap();
+    std::fs::write(app.join("requirements_gpu.txt"), requirements).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     for d in [dir, &app] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o1777)).unwrap();
     }
+    std::fs::set_permissions(
+        app.join("simulate_pipeline.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+/// The job's log in the user's folder.
+fn job_log(efs: &Path, job: &str) -> String {
+    std::fs::read_to_string(efs.join("bootforge/jobs").join(job).join("job.log")).unwrap()
+}
+
+/// The cache's entries in the user's folder, by name (the tools aside).
+fn cache_entries(efs: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(efs.join("bootforge/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tools")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The one entry of the cache is whole: its image matches its checksum.
+fn the_entry_is_whole(efs: &Path) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let names = cache_entries(efs);
+    assert_eq!(names.len(), 1, "one entry, nothing left aside: {names:?}");
+    let entry = efs.join("bootforge/cache").join(&names[0]);
+    let image = std::fs::read(entry.join("env.sqfs")).unwrap();
+    let sum: String = sha2::Sha256::digest(&image)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        std::fs::read_to_string(entry.join("env.sha256")).unwrap(),
+        format!("{sum}  env.sqfs\n")
+    );
+    entry
 }
 
 #[test]
-fn a_users_own_folder_is_the_efs_and_a_second_job_restores_its_environment() {
+fn a_users_own_folder_is_the_efs_and_a_second_job_mounts_its_cached_environment() {
     if !ready() {
         return;
     }
@@ -388,6 +429,7 @@ fn a_users_own_folder_is_the_efs_and_a_second_job_restores_its_environment() {
     let efs_arg = efs.path().display().to_string();
     let first = smoke_with("ok", &["--efs", &efs_arg]);
     assert_eq!(first["status"]["outcome"], "succeeded");
+    assert_eq!(first["status"]["environment"]["how"], "installed");
     // The job wrote into the user's folder, where the host would read it.
     let status =
         std::fs::read_to_string(efs.path().join("bootforge/jobs/manual/status.json")).unwrap();
@@ -398,10 +440,25 @@ fn a_users_own_folder_is_the_efs_and_a_second_job_restores_its_environment() {
         "bootforge_fixture==1.0\n"
     );
     assert!(!efs.path().join("app/smoke-mode").exists());
+    let entry = the_entry_is_whole(efs.path());
 
+    // A cache hit: the image mounted read-only (a kernel loop mount under
+    // systemd), unmounted once the pipeline has ended.
     let second = smoke_with("ok", &["--efs", &efs_arg]);
-    let log = std::fs::read_to_string(efs.path().join("bootforge/jobs/manual/job.log")).unwrap();
+    let log = job_log(efs.path(), "manual");
     contains(&log, "restored /var/lib/bootforge/venv from ");
+    contains(&log, "(mounted read-only)");
+    assert_eq!(second["status"]["environment"]["how"], "restored");
+    assert_eq!(
+        second["status"]["environment"]["files"],
+        first["status"]["environment"]["files"]
+    );
+    let (ended, unmounted) = (
+        log.find("phase run: done").unwrap(),
+        log.find("unmounted /var/lib/bootforge/venv").unwrap(),
+    );
+    assert!(ended < unmounted, "{log}");
+    assert!(!log.contains("installing "), "{log}");
     // The first run's files were set aside, not overwritten.
     let first_id = first["status"]["instance_id"].as_str().unwrap();
     assert_ne!(second["status"]["instance_id"], first_id);
@@ -410,12 +467,75 @@ fn a_users_own_folder_is_the_efs_and_a_second_job_restores_its_environment() {
         std::fs::read_to_string(kept.join("status.json")).unwrap(),
         status
     );
-    let (a, b) = (
-        first["timings"]["deps_phase"].as_f64().unwrap(),
-        second["timings"]["deps_phase"].as_f64().unwrap(),
+
+    // A damaged entry: detected, rebuilt in its place.
+    let image = entry.join("env.sqfs");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
+    let third = smoke_with("ok", &["--efs", &efs_arg]);
+    contains(
+        &job_log(efs.path(), "manual"),
+        "is damaged or partial: rebuilding it",
     );
+    assert_eq!(third["status"]["environment"]["how"], "rebuilt");
+    assert_eq!(the_entry_is_whole(efs.path()), entry);
     // A figure for the record, not a timed assertion.
-    eprintln!("deps phase: first job {a:.0}s, second job (restored) {b:.0}s");
+    eprintln!(
+        "deps phase: first job {}s, second (mounted) {}s, damaged entry {}s",
+        first["timings"]["deps_phase"],
+        second["timings"]["deps_phase"],
+        third["timings"]["deps_phase"]
+    );
+}
+
+/// Two jobs at once on one folder, both filling the same entry (the EFS
+/// stand-in holds the renames so that they overlap): one wins, neither
+/// breaks, and a third job mounts the winner's.
+#[test]
+fn two_jobs_filling_one_cache_entry_at_once_leave_one_whole_entry() {
+    if !ready() {
+        return;
+    }
+    let efs = tempfile::tempdir().unwrap();
+    own_efs(efs.path());
+    let efs_arg = efs.path().display().to_string();
+    let boots: Vec<_> = ["race-a", "race-b"]
+        .into_iter()
+        .map(|job| {
+            let efs_arg = efs_arg.clone();
+            std::thread::spawn(move || {
+                smoke_with(
+                    "fill-race",
+                    &["--efs", &efs_arg, "--set", &format!("job_id={job}")],
+                )
+            })
+        })
+        .collect();
+    for boot in boots {
+        let report = boot.join().unwrap();
+        assert_eq!(report["status"]["outcome"], "succeeded");
+        assert_eq!(report["status"]["environment"]["how"], "installed");
+    }
+    let logs = [job_log(efs.path(), "race-a"), job_log(efs.path(), "race-b")];
+    let won = logs.iter().filter(|l| l.contains("cached it in ")).count();
+    let lost = logs
+        .iter()
+        .filter(|l| l.contains("first: kept theirs"))
+        .count();
+    assert_eq!((won, lost), (1, 1), "{logs:#?}");
+    the_entry_is_whole(efs.path());
+    let third = smoke_with("ok", &["--efs", &efs_arg, "--set", "job_id=race-c"]);
+    assert_eq!(third["status"]["environment"]["how"], "restored");
+}
+
+#[test]
+fn without_uv_to_be_had_pip_installs_the_requirements() {
+    if !ready() {
+        return;
+    }
+    let report = smoke("no-uv");
+    assert!(checked(&report).iter().any(|n| n == "pip stood in for uv"));
+    assert_eq!(report["status"]["environment"]["how"], "installed");
 }
 
 #[test]
@@ -427,7 +547,10 @@ fn scenarios_that_need_the_stand_in_refuse_a_users_folder() {
         .run()
         .failure(2);
     contains(&run.stderr(), "needs bootforge's stand-in pipeline");
-    contains(&run.stderr(), "with --efs, run ok, no-efs, no-gpu");
+    contains(
+        &run.stderr(),
+        "with --efs, run ok, fill-race, no-efs, no-gpu",
+    );
 }
 
 #[test]
@@ -456,4 +579,111 @@ fn an_unknown_scenario_is_a_usage_error() {
         .run()
         .failure(2);
     contains(&run.stderr(), "the scenarios are ok, fail, hang");
+}
+
+/// The benchmark's pipeline: its first import of the stack, timed from the
+/// shell (the interpreter's start included).
+const IMPORT_PIPELINE: &str = r#"#!/bin/bash
+start=$(date +%s.%N)
+python -c 'import numpy, pandas, scipy.ndimage, PIL.Image, cv2'
+rc=$?
+end=$(date +%s.%N)
+echo "$start $end" >"$OUTPUT_DIR/first-import"
+exit $rc
+"#;
+
+/// One benchmark boot: the deps phase, the first import, the EFS bytes.
+fn bench_boot(efs: &Path, extra: &[&str]) -> (f64, f64, u64, u64, String) {
+    let efs_arg = efs.display().to_string();
+    let mut args = vec![
+        "--efs",
+        &efs_arg,
+        "--set",
+        "snippets.requirements.timeout_minutes=30",
+    ];
+    args.extend_from_slice(extra);
+    let report = smoke_with("ok", &args);
+    assert_eq!(report["status"]["outcome"], "succeeded", "{report:#}");
+    let import =
+        std::fs::read_to_string(efs.join("bootforge/jobs/manual/output/first-import")).unwrap();
+    let times: Vec<f64> = import
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    (
+        report["timings"]["deps_phase"].as_f64().unwrap(),
+        times[1] - times[0],
+        report["efs_io"]["read"].as_u64().unwrap(),
+        report["efs_io"]["written"].as_u64().unwrap(),
+        format!(
+            "{} files, {} bytes",
+            report["status"]["environment"]["files"], report["status"]["environment"]["bytes"]
+        ),
+    )
+}
+
+/// The requirements benchmark on a real computer-vision stack (numpy,
+/// pandas, scipy, pillow, opencv; the smoke image's wheelhouse): the deps
+/// phase of a first job with pip and with uv, of a second job (the cache
+/// entry mounted) and of a job whose entry is damaged; the pipeline's first
+/// import; the EFS bytes, in seconds at the EFS's burst and baseline
+/// throughputs. Figures, never assertions on time:
+/// `cargo nextest run --release --run-ignored only -E 'test(requirements_benchmark)' --no-capture`.
+#[test]
+#[ignore = "a benchmark: minutes of installs; run it on purpose"]
+fn requirements_benchmark_on_a_computer_vision_stack() {
+    if !ready() {
+        return;
+    }
+    let requirements =
+        std::fs::read_to_string(root().join("src/smoke/recipe/requirements-cv.txt")).unwrap();
+    let mut rows = Vec::new();
+    let pip = tempfile::tempdir().unwrap();
+    own_efs_with(pip.path(), &requirements, IMPORT_PIPELINE);
+    rows.push((
+        "first job, pip",
+        bench_boot(
+            pip.path(),
+            &["--set", "snippets.requirements.installer=pip"],
+        ),
+    ));
+    let efs = tempfile::tempdir().unwrap();
+    own_efs_with(efs.path(), &requirements, IMPORT_PIPELINE);
+    rows.push(("first job, uv (the default)", bench_boot(efs.path(), &[])));
+    rows.push(("second job, cache hit", bench_boot(efs.path(), &[])));
+    let entry = the_entry_is_whole(efs.path());
+    let image = entry.join("env.sqfs");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&image, &bytes[..bytes.len() - 4096]).unwrap();
+    rows.push(("damaged entry, rebuilt", bench_boot(efs.path(), &[])));
+
+    const MIB: f64 = 1024.0 * 1024.0;
+    eprintln!("\nrequirements benchmark ({})", rows[0].1.4);
+    eprintln!(
+        "{:<28} {:>7} {:>8} {:>12} {:>12} {:>10} {:>10}",
+        "job", "deps s", "import s", "EFS read", "EFS written", "@100MiB/s", "@2.4MiB/s"
+    );
+    for (name, (deps, import, read, written, _)) in &rows {
+        let io = (read + written) as f64;
+        eprintln!(
+            "{name:<28} {deps:>7.1} {import:>8.2} {read:>12} {written:>12} {:>10.1} {:>10.1}",
+            io / (100.0 * MIB),
+            io / (2.4 * MIB)
+        );
+    }
+    let (pip_deps, hit) = (rows[0].1.0, &rows[2].1);
+    eprintln!(
+        "second job's deps + first import: {:.2}s, {:.3} of the first job's deps with pip",
+        hit.0 + hit.1,
+        (hit.0 + hit.1) / pip_deps
+    );
+    // The EFS throughput below which mounting the cached image (its bytes
+    // read from the EFS) takes longer than installing with pip.
+    let local = hit.0 + hit.1 - rows[0].1.1;
+    if pip_deps > local {
+        eprintln!(
+            "crossover: below {:.1} MiB/s of EFS throughput, pip from the index beats the cache",
+            hit.2 as f64 / MIB / (pip_deps - local)
+        );
+    }
 }

@@ -25,9 +25,10 @@ mkdir -p "$rootfs"
 echo "debootstrap bookworm into $rootfs" >&2
 # systemd as PID 1 with cloud-init's own units; python3-venv and sshd as on
 # Amazon Linux; fuse and python3-fusepy for the EFS stand-in; iproute2 to
-# give the loopback the metadata service's address.
+# give the loopback the metadata service's address; squashfs-tools for the
+# requirements' cache images (the runner installs it on Amazon Linux).
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,cloud-init,python3,python3-cffi-backend,python3-venv,python3-pip,procps,util-linux,ca-certificates,openssh-server,fuse3,python3-fusepy,iproute2 \
+    --include=systemd,systemd-sysv,dbus,cloud-init,python3,python3-cffi-backend,python3-venv,python3-pip,procps,util-linux,ca-certificates,openssh-server,fuse3,python3-fusepy,iproute2,squashfs-tools \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2
     exit 1
@@ -113,6 +114,20 @@ with zipfile.ZipFile(f"/opt/wheels/{name}-{version}-py3-none-any.whl", "w", zipf
     for path, text in files.items():
         z.writestr(path, text)
 PY
+# A real computer-vision stack beside it (numpy, pandas, scipy, pillow,
+# opencv: 121 MB of wheels, about 9,700 files installed), pinned with their
+# hashes, for the requirements benchmark: fetched by this machine's pip for
+# the image's Python, since the image never reaches the network.
+python=$(chroot "$rootfs" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+download() {
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+        --only-binary=:all: --implementation cp --python-version "$python" \
+        --platform manylinux2014_x86_64 -d "$@"
+}
+download "$rootfs/opt/wheels" -r "$files/requirements-cv.txt"
+# uv, as the runner installs it (pip, pinned and hashed), in a folder of
+# its own: a scenario leaves it out of pip's index to take uv away.
+download "$rootfs/opt/uv" -r "$files/uv.txt"
 
 mkdir -p "$rootfs/var/lib/cloud/seed/nocloud" "$rootfs/smoke"
 rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
