@@ -10,6 +10,9 @@ phase deps
 REQUIREMENTS={{ file }}
 VENV=$STATE_DIR/venv
 TOOLS=$STATE_DIR/tools
+# What this job writes on the EFS before renaming it into place is named
+# after this instance and boot: no other job writes there.
+ME=$INSTANCE_ID.$BOOT_ID
 {% if cache_dir is not none %}
 CACHE={{ cache_dir }}
 {% endif %}
@@ -34,11 +37,11 @@ have_uv() {
   rm -rf "$venv"
   # Kept on the EFS under a name of its own first, then renamed: a job
   # never runs a partial copy.
-  if [ -n "${CACHE:-}" ] && mkdir -p "$CACHE/tools" && cp "$TOOLS/uv" "$kept.$BOOT_ID" &&
-    own "$CACHE" "$CACHE/tools" "$kept.$BOOT_ID" && mv -f "$kept.$BOOT_ID" "$kept"; then
+  if [ -n "${CACHE:-}" ] && mkdir -p "$CACHE/tools" && cp "$TOOLS/uv" "$kept.$ME" &&
+    own "$CACHE" "$CACHE/tools" "$kept.$ME" && mv -f "$kept.$ME" "$kept"; then
     log "kept uv in $kept"
   fi
-  rm -f "$kept.$BOOT_ID" 2>/dev/null
+  rm -f "$kept.$ME" 2>/dev/null
   return 0
 }
 
@@ -83,7 +86,7 @@ restore_env() {
 # partial entry is never seen, and of two jobs filling it at once one wins
 # (a rename onto a directory that is there fails) and neither breaks.
 fill_cache() {
-  local part=$CACHE/.$KEY.$BOOT_ID sum
+  local part=$CACHE/.$KEY.$ME sum
   command -v mksquashfs >/dev/null || pkg squashfs-tools 300
   command -v mksquashfs >/dev/null || {
     log "warning: no mksquashfs (squashfs-tools): the environment is not cached"
@@ -128,7 +131,7 @@ else
         log "warning: the cache entry $ENTRY is damaged or partial: rebuilding it"
         ENV_HOW=rebuilt
         [ -n "$MOUNTED_ENV" ] && umount "$VENV" && MOUNTED_ENV=''
-        mv -T "$ENTRY" "$CACHE/.$KEY.damaged.$BOOT_ID" 2>/dev/null && rm -rf "$CACHE/.$KEY.damaged.$BOOT_ID"
+        mv -T "$ENTRY" "$CACHE/.$KEY.damaged.$ME" 2>/dev/null && rm -rf "$CACHE/.$KEY.damaged.$ME"
         ;;
       *) log "warning: cannot mount $ENTRY/env.sqfs here: installing instead" ;;
     esac
