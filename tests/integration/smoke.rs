@@ -517,7 +517,10 @@ fn two_jobs_filling_one_cache_entry_at_once_leave_one_whole_entry() {
         assert_eq!(report["status"]["environment"]["how"], "installed");
     }
     let logs = [job_log(efs.path(), "race-a"), job_log(efs.path(), "race-b")];
-    let won = logs.iter().filter(|l| l.contains("] cached it in ")).count();
+    let won = logs
+        .iter()
+        .filter(|l| l.contains("] cached it in "))
+        .count();
     let lost = logs
         .iter()
         .filter(|l| l.contains("first: kept theirs"))
