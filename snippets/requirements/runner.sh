@@ -138,9 +138,8 @@ else
   fi
 {% endif %}
   if [ -z "$ENV_HOW" ] || [ "$ENV_HOW" = rebuilt ]; then
-    how={{ installer }}
+    how={{ "uv" if installer == "auto" else installer }}
 {% if installer == "auto" %}
-    how=uv
     have_uv || {
       how=pip
       log "warning: uv cannot be had: installing with pip"
