@@ -33,12 +33,13 @@ class Notice:
 @dataclasses.dataclass(frozen=True)
 class Environment:
     """How the requirements' environment was had (``installed``, ``restored``
-    from the EFS cache, ``rebuilt`` over a damaged entry, ``failed``), and its
-    size."""
+    from the EFS cache, ``rebuilt`` over a damaged entry, ``failed``), its
+    size, and the seconds it took (the ``deps`` phase, to the millisecond)."""
 
     how: str
     files: Optional[int] = None
     bytes: Optional[int] = None
+    seconds: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@
   installing (one read, whatever the number of files).
 #}
 phase deps
+ENV_T0=${EPOCHREALTIME/./}
 REQUIREMENTS={{ file }}
 VENV=$STATE_DIR/venv
 TOOLS=$STATE_DIR/tools
@@ -16,6 +17,13 @@ ME=$INSTANCE_ID.$BOOT_ID
 {% if cache_dir is not none %}
 CACHE={{ cache_dir }}
 {% endif %}
+
+# env_done: the seconds the environment took, to the millisecond, for the
+# status (the phase's own figure is in whole seconds).
+env_done() {
+  local us=$((${EPOCHREALTIME/./} - ENV_T0))
+  printf -v ENV_SECONDS '%d.%03d' $((us / 1000000)) $((us / 1000 % 1000))
+}
 
 # have_uv: uv {{ uv_version }} in $TOOLS/uv, from the cache or installed by pip
 # (pinned and hashed) and kept there for later jobs; fails when it cannot
@@ -158,6 +166,7 @@ else
       ENV_HOW=failed
 {% if on_failure == "stop" %}
       EXIT_CODE=$rc
+      env_done
       fail deps_failed "$how could not install $REQUIREMENTS (exit code $rc)"
 {% else %}
       log "warning: $how could not install $REQUIREMENTS (exit code $rc); going on (on_failure: continue)"
@@ -171,3 +180,4 @@ else
 {% endif %}
   fi
 fi
+[ -n "$ENV_HOW" ] && env_done

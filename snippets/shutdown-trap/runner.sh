@@ -41,7 +41,7 @@ mkdir -p "$LOCAL_DIR"
 echo "$BOOT_ID" >"$STATE_DIR/runner-boot"
 
 OUTCOME='' EXIT_CODE='' MESSAGE='' PHASE='' PHASES='' LOGS_READY='' SHUTDOWN='' NOTICE='' TRAPPED=''
-ENV_HOW='' ENV_FILES='' ENV_BYTES='' MOUNTED_ENV=''
+ENV_HOW='' ENV_FILES='' ENV_BYTES='' ENV_SECONDS='' MOUNTED_ENV=''
 GPU_NAME='' GPU_DRIVER='' VENV='' RUN_NO='' i='' b='' t='' STALE=''
 printf -v STARTED_AT '%(%FT%TZ)T' -1
 AS=()
@@ -180,7 +180,8 @@ status() {
     outcome="$OUTCOME" exit_code="$EXIT_CODE" message="$MESSAGE" phases="$PHASES" \
     gpu_name="$GPU_NAME" gpu_driver="$GPU_DRIVER" notice="$NOTICE" \
     started_at="$STARTED_AT" log="$JOB_DIR/job.log" claim="$LOCAL_DIR/claim.json" \
-    env_how="$ENV_HOW" env_files="$ENV_FILES" env_bytes="$ENV_BYTES"
+    env_how="$ENV_HOW" env_files="$ENV_FILES" env_bytes="$ENV_BYTES" \
+    env_seconds="$ENV_SECONDS"
 }
 
 # put DIR TEXT: DIR/status.json, atomically.

@@ -8,8 +8,9 @@ when unknown), `phases` (the body of a JSON object: `"mount": 3, "deps":
 ahead of the end (a spot notice: the outcome is known, the run not over)
 and has no `ended_at`; otherwise `ended_at` is now.
 
-`env_how`, `env_files` and `env_bytes` tell how the requirements'
-environment was had, and its size (`environment`, null without one).
+`env_how`, `env_files`, `env_bytes` and `env_seconds` tell how the
+requirements' environment was had, its size and the seconds it took
+(`environment`, null without one).
 
 `claim` names the launcher's claim on the job, when there is one: it gives
 the attempt of the run this instance is, and the market and price of the
@@ -47,8 +48,8 @@ def claimed(path, instance_id):
 def environment(given):
     """How the requirements' environment was had (`installed`, `restored`
     from the cache, `rebuilt` over a damaged cache entry, or `failed`), with
-    its files and bytes (None when not counted); None when there were no
-    requirements."""
+    its files and bytes (None when not counted) and the seconds it took (to
+    the millisecond); None when there were no requirements."""
     if not given.get("env_how"):
         return None
 
@@ -56,10 +57,12 @@ def environment(given):
         text = given.get(name, "").strip()
         return int(text) if text.isdigit() else None
 
+    seconds = given.get("env_seconds", "")
     return {
         "how": given["env_how"],
         "files": count("env_files"),
         "bytes": count("env_bytes"),
+        "seconds": float(seconds) if seconds else None,
     }
 
 

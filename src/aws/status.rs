@@ -114,6 +114,10 @@ pub struct Environment {
     /// Its files and bytes, when they were counted.
     pub files: Option<u64>,
     pub bytes: Option<u64>,
+    /// The seconds it took, to the millisecond (the `deps` phase; `phases`
+    /// has it in whole seconds). Absent from statuses written before it was.
+    #[serde(default)]
+    pub seconds: Option<f64>,
 }
 
 /// The GPU `nvidia-smi` named (empty before the `gpu` phase ran).

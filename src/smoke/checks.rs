@@ -394,7 +394,12 @@ pub fn inspect(
         .map(|(a, b)| b - a);
     timings.pipeline_end_to_shutdown = pipeline_end.zip(trap_at).map(|(e, t)| t - e);
     timings.pipeline_end_to_power_off = pipeline_end.zip(ended.stopped_at).map(|(e, s)| s - e);
-    timings.deps_phase = status.as_ref().and_then(|s| s["phases"]["deps"].as_f64());
+    // The environment's own seconds are to the millisecond; the phase's whole.
+    timings.deps_phase = status.as_ref().and_then(|s| {
+        s["environment"]["seconds"]
+            .as_f64()
+            .or_else(|| s["phases"]["deps"].as_f64())
+    });
     let kill_after = job.kill_after.seconds() as f64;
     if let (Some(limit), Some(took)) =
         (scenario.end_to_power_off, timings.pipeline_end_to_power_off)

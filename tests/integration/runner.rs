@@ -297,6 +297,25 @@ fn phases(status: &Json) -> Vec<String> {
         .collect()
 }
 
+/// The seconds the status says the environment took: to the millisecond,
+/// and the `deps` phase's whole seconds within one of them.
+fn env_seconds(status: &Json) -> f64 {
+    let seconds = status["environment"]["seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no environment seconds: {status}"));
+    let whole = status["phases"]["deps"].as_f64().unwrap();
+    assert!(
+        seconds >= 0.0 && (seconds - whole).abs() <= 1.0,
+        "{seconds} against the phase's {whole}: {status}"
+    );
+    assert_eq!(
+        (seconds * 1000.0).round() / 1000.0,
+        seconds,
+        "to the millisecond"
+    );
+    seconds
+}
+
 #[test]
 fn succeeded() {
     if !have("bash") {
@@ -587,6 +606,7 @@ fn deps_failed() {
     done.assert_common("deps_failed", 1);
     assert_eq!(phases(&done.status()), ["mount", "deps"]);
     assert_eq!(done.status()["environment"]["how"], "failed");
+    env_seconds(&done.status());
     assert_eq!(
         done.status()["message"],
         format!(
@@ -1336,6 +1356,7 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
     let environment = |done: &Finished| done.status()["environment"].clone();
     let installed = environment(&first);
     assert_eq!(installed["how"], "installed", "{installed}");
+    env_seconds(&first.status());
     let counted = |e: &Json| (e["files"].as_u64().unwrap(), e["bytes"].as_u64().unwrap());
     let (files, bytes) = counted(&installed);
     assert!(files > 0 && bytes > 0, "{installed}");
@@ -1375,6 +1396,7 @@ fn the_requirements_environment_is_cached_and_a_damaged_cache_rebuilt() {
         "an installer ran again"
     );
     assert_eq!(environment(&done)["how"], "restored");
+    env_seconds(&done.status());
     assert_eq!(
         counted(&environment(&done)),
         (files, bytes),

@@ -669,7 +669,7 @@ fn requirements_benchmark_on_a_computer_vision_stack() {
     for (name, (deps, import, read, written, _)) in &rows {
         let io = (read + written) as f64;
         eprintln!(
-            "{name:<28} {deps:>7.1} {import:>8.2} {read:>12} {written:>12} {:>10.1} {:>10.1}",
+            "{name:<28} {deps:>7.2} {import:>8.2} {read:>12} {written:>12} {:>10.1} {:>10.1}",
             io / (100.0 * MIB),
             io / (2.4 * MIB)
         );
