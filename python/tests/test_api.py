@@ -125,7 +125,10 @@ def test_the_waiter_dies_with_its_caller_and_a_later_call_attaches(ec2: Ec2, tmp
     )
     parent = subprocess.Popen([sys.executable, "-c", caller], env=dict(os.environ))
     waiter = wait_for_child(parent.pid, "bootforge")
-    assert wait_for_claim(ec2.host_log_dir / job_id / "claim.json")
+    claim = ec2.host_log_dir / job_id / "claim.json"
+    assert wait_for_claim(claim), (
+        f"no instance launched within 60 s: {claim.read_text() if claim.exists() else 'no claim'}"
+    )
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 15
@@ -133,8 +136,8 @@ def test_the_waiter_dies_with_its_caller_and_a_later_call_attaches(ec2: Ec2, tmp
         time.sleep(0.1)
     assert not alive(waiter), "the waiter outlived its caller"
     again = bootforge.launch(PROFILE, job_id, wait=False, sets=ec2.sets)
-    assert not again.launched, "a later call attaches to the instance"
-    assert ec2.instances_of(job_id) == [again.instance_id]
+    assert not again.launched, f"a later call attaches to the instance: {again}"
+    assert ec2.instances_of(job_id) == [again.instance_id], f"{ec2.instances_of(job_id)} against {again}"
 
 
 def json_sets(ec2: Ec2) -> str:
