@@ -3,16 +3,17 @@ status and log, compile its payload.
 
     import bootforge
 
-    job = bootforge.launch("traffic-sign-gpu", "job-42")   # waits for the end
-    if job.outcome != "succeeded":
-        print(bootforge.logs("job-42", "traffic-sign-gpu"))
+    bootforge.launch("traffic-sign-gpu", "job-42", wait=False)   # launched (or queued)
+    for job in bootforge.advance("traffic-sign-gpu"):  # one pass: the jobs that ended
+        print(job.job, job.outcome, job.cost_usd)
+        bootforge.acknowledge(job)
 
 Each function runs the bootforge binary installed with this package (or the
 one ``BOOTFORGE`` names) and returns its JSON document as typed values.
 """
 
 from ._find import find_bootforge
-from .api import compile, launch, logs, status
+from .api import acknowledge, advance, compile, launch, logs, status, terminate
 from .documents import (
     Attempt,
     Environment,
@@ -22,6 +23,7 @@ from .documents import (
     Job,
     JobStatus,
     Notice,
+    Queued,
     RunStatus,
     StateReason,
 )
@@ -49,13 +51,17 @@ __all__ = [
     "LaunchFailed",
     "NoStatus",
     "Notice",
+    "Queued",
     "RunStatus",
     "StateReason",
     "TryLater",
     "UsageError",
+    "acknowledge",
+    "advance",
     "compile",
     "find_bootforge",
     "launch",
     "logs",
     "status",
+    "terminate",
 ]

@@ -49,8 +49,11 @@ def launch(
     local: bool = False,
     efs: Optional[str] = None,
 ) -> Job:
-    """Launches the job's instance (or attaches to the one it has) and, with
-    ``wait``, follows it to its end.
+    """Launches the job's instance (or attaches to the one it has, or queues
+    the job behind its profile's ``max_running`` or the account's quota).
+    With ``wait`` (the default), follows the job to its end, holding this
+    process all along; with ``wait=False``, returns once the job's claim
+    records its instance, or the job as queued, and ``advance`` follows it.
 
     A job that ran and failed is a ``Job`` whose ``outcome`` says so. Raises
     ``UsageError`` for a wrong call, ``TryLater`` on a quota,
@@ -145,6 +148,57 @@ def _follow(args: list[str]) -> Iterator[str]:
     result = done[0]
     if result is not None and result[0] != 0:
         raise failure(result[1], result[0])
+
+
+def advance(
+    profile: Optional[str] = None,
+    *,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+    every: Optional[float] = None,
+) -> list[Job]:
+    """One pass over every live job of the profile's jobs folder: their
+    instances asked once, statuses read, retry policies continued, queued
+    jobs started, deadlines reaped. Returns every job that has ended and
+    whose end was not acknowledged yet, as ``launch(wait=True)`` would report
+    it; ``acknowledge`` each once delivered, or the next pass returns it
+    again. ``every``: how often passes come, in seconds (recorded, so that
+    ``status`` can tell when they stop)."""
+    args = ["advance", "--json", *_place(profile, sets, local, efs)]
+    if every is not None:
+        args += ["--every", str(every)]
+    code, out, err = _process.run(args)
+    if code != 0:
+        raise failure(err, code)
+    return [decode(Job, _document(line, "advance")) for line in out.splitlines() if line.strip()]
+
+
+def acknowledge(job: Job, *, sets: Sets = None, local: bool = False, efs: Optional[str] = None) -> None:
+    """Says that the end of ``job`` (a ``Job`` that ``advance`` returned) was
+    delivered: no later pass returns it. Idempotent."""
+    args = ["advance", "--ack", f"{job.job}:{job.run}", *_place(job.profile, sets, local, efs)]
+    code, _, err = _process.run(args)
+    if code != 0:
+        raise failure(err, code)
+
+
+def terminate(job_id: str, *, sets: Sets = None, local: bool = False) -> list[str]:
+    """Ends the job's instance on purpose (it is never retried, and reports
+    ``terminated``): the ids of the instances terminated. ``sets`` are the
+    ``--set`` values the job was launched with, which say where its claim
+    is."""
+    args = ["terminate", "--job", job_id, "--json", *set_args(sets), *(["--local"] if local else [])]
+    code, out, err = _process.run(args)
+    if not out.strip():
+        raise failure(err, code)
+    document = _document(out, "terminate")
+    if not isinstance(document, dict):
+        raise BootforgeError("bootforge printed no terminate document", code="environment")
+    refused = document.get("refused") or []
+    if code != 0 or refused:
+        raise BootforgeError(f"bootforge could not terminate every instance of {job_id}: {refused}")
+    return [str(i) for i in document.get("terminated", [])]
 
 
 def compile(profile: Optional[str] = None, sets: Sets = None, format: str = "payload") -> bytes:

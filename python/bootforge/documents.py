@@ -1,9 +1,12 @@
 """The JSON documents bootforge prints, as typed values.
 
 Each dataclass mirrors one definition of ``bootforge schema DOCUMENT``
-(``launch``, ``status``, ``run-status``, ``error``): the same field names,
-types and nullability, which a test holds to the binary's schema. Fields the
-binary may leave out have defaults; keys a newer binary adds are ignored.
+(``launch``, ``advance``, ``status``, ``run-status``, ``error``): the same
+field names, types and nullability, which a test holds to the binary's
+schema. Fields the binary may leave out have defaults; keys a newer binary
+adds are ignored. A run's ``status.json`` is written by whichever runner the
+instance booted with, an earlier one or a later one: every field of
+``RunStatus`` but its ``instance_id`` may be missing, and is then ``None``.
 """
 
 import dataclasses
@@ -44,20 +47,23 @@ class Environment:
 
 @dataclasses.dataclass(frozen=True)
 class RunStatus:
-    """A run's ``status.json``, as the runner writes it on the EFS."""
+    """A run's ``status.json``, as the runner writes it on the EFS. Written by
+    the runner of the payload the instance booted with, which may be earlier
+    or later than this package: only ``instance_id`` is sure to be there."""
 
-    job_id: str
-    profile: str
     instance_id: str
-    boot_id: str
-    instance_type: str
-    outcome: str
-    exit_code: int
-    message: str
-    phases: dict[str, int]
-    started_at: str
-    final: bool
-    log: str
+    schema_version: Optional[int] = None
+    job_id: Optional[str] = None
+    profile: Optional[str] = None
+    boot_id: Optional[str] = None
+    instance_type: Optional[str] = None
+    outcome: Optional[str] = None
+    exit_code: Optional[int] = None
+    message: Optional[str] = None
+    phases: Optional[dict[str, int]] = None
+    started_at: Optional[str] = None
+    final: Optional[bool] = None
+    log: Optional[str] = None
     run: Optional[int] = None
     gpu: Optional[Gpu] = None
     notice: Optional[Notice] = None
@@ -107,14 +113,25 @@ class Finished:
 
 
 @dataclasses.dataclass(frozen=True)
+class Queued:
+    """Why a job waits for its turn (its profile's ``max_running``, or the
+    account's quota), and its place among its profile's queued jobs."""
+
+    place: int
+    since: str
+    reason: str
+    retry_at: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Job:
-    """What ``launch`` did and, once the job has ended, how it ended."""
+    """What ``launch`` did and, once the job has ended, how it ended (also
+    what ``advance`` reports of each job that ended)."""
 
     launched: bool
     run: int
     attempt: int
     max_attempts: int
-    instance_id: str
     state: str
     instance_type: str
     profile: str
@@ -124,6 +141,8 @@ class Job:
     claim: str
     claim_shared: bool
     attempts: list[Attempt]
+    instance_id: Optional[str] = None
+    queued: Optional[Queued] = None
     market: Optional[str] = None
     subnet: Optional[str] = None
     private_ip: Optional[str] = None
@@ -154,6 +173,11 @@ class Job:
     def succeeded(self) -> bool:
         return self.outcome == "succeeded"
 
+    @property
+    def ended(self) -> bool:
+        """Whether the job has ended (its outcome is known)."""
+        return self.wait is not None
+
 
 @dataclasses.dataclass(frozen=True)
 class JobStatus:
@@ -163,7 +187,8 @@ class JobStatus:
     ``phase`` is ``launched`` until the runner's log reaches the EFS (the
     instance boots and mounts it), then the runner's phase (``deps``,
     ``gpu``, ``run``, ``finalizing``), ``interrupted`` once a spot notice's
-    interim status is written, ``ended`` once the status is final."""
+    interim status is written, ``ended`` once the status is final;
+    ``queued`` while the job waits for its turn."""
 
     job: str
     profile: str
@@ -181,6 +206,7 @@ class JobStatus:
     price_per_hour: Optional[float] = None
     phase_seconds: Optional[int] = None
     log_written_at: Optional[str] = None
+    queued: Optional[Queued] = None
     note: Optional[str] = None
     cost_so_far: Optional[float] = None
     run_cost_so_far: Optional[float] = None

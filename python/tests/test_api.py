@@ -80,12 +80,14 @@ def test_an_ec2_that_does_not_answer_is_a_bootforge_error(ec2: Ec2, monkeypatch:
     assert caught.value.code in ("aws", "environment")
 
 
-def test_a_quota_says_try_later(ec2: Ec2, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_quota_queues_the_job(ec2: Ec2, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", ec2.quota_endpoint)
-    with pytest.raises(bootforge.TryLater) as caught:
-        bootforge.launch(PROFILE, "quota-1", sets=ec2.sets)
-    assert caught.value.exit_code == 75
-    assert caught.value.code == "quota"
+    job = bootforge.launch(PROFILE, "quota-1", sets=ec2.sets, wait=False)
+    assert (job.state, job.instance_id, job.ended) == ("queued", None, False)
+    assert job.queued is not None and job.queued.place == 1
+    assert "VcpuLimitExceeded" in job.queued.reason and job.queued.retry_at
+    now = bootforge.status("quota-1", PROFILE, sets=ec2.sets)
+    assert now.phase == "queued" and now.queued is not None
 
 
 @pytest.mark.parametrize(
@@ -207,3 +209,59 @@ def test_status_and_logs_during_and_after_a_run(local: Local) -> None:
     assert (after.outcome, after.ended) == ("succeeded", True)
     assert bootforge.logs("slow-py", PROFILE, local=True, efs=efs).startswith(text[:200])
     assert local.instances_of("slow-py") == 1
+
+
+def _write_status(ec2: Ec2, job_id: str, fixture: str, instance: str) -> None:
+    text = (ROOT / "tests/fixtures/status" / fixture).read_text()
+    (ec2.host_log_dir / job_id / "status.json").write_text(
+        text.replace("INSTANCE", instance).replace("JOB", job_id)
+    )
+
+
+def test_a_shorter_status_and_one_of_the_previous_version_decode(ec2: Ec2) -> None:
+    # An instance booted from an older payload wrote a shorter status.json.
+    started = bootforge.launch(PROFILE, "short-1", wait=False, sets=ec2.sets)
+    assert started.instance_id is not None
+    _write_status(ec2, "short-1", "short.json", started.instance_id)
+    ec2.end(started.instance_id, "Client.InstanceInitiatedShutdown")
+    (job,) = [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "short-1"]
+    assert job.outcome == "succeeded" and job.status is not None
+    assert (job.status.instance_id, job.status.outcome, job.status.exit_code) == (
+        started.instance_id,
+        "succeeded",
+        0,
+    )
+    assert job.status.phases is None and job.status.schema_version is None
+    bootforge.acknowledge(job, sets=ec2.sets)
+    assert [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "short-1"] == []
+    # One written by the runner before status.json had a version.
+    started = bootforge.launch(PROFILE, "previous-1", wait=False, sets=ec2.sets)
+    assert started.instance_id is not None
+    _write_status(ec2, "previous-1", "schema-1.json", started.instance_id)
+    ec2.end(started.instance_id, "Client.InstanceInitiatedShutdown")
+    job = bootforge.launch(PROFILE, "previous-1", sets=ec2.sets)
+    assert (job.outcome, job.exit_code) == ("failed", 1)
+    assert job.status is not None and job.status.environment is not None
+    assert job.status.environment.files == 9671 and job.status.schema_version is None
+    # Delivered to the caller that waited: no pass reports it again.
+    assert [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "previous-1"] == []
+
+
+def test_advance_reports_an_end_once_acknowledged_and_terminate_ends_on_purpose(ec2: Ec2) -> None:
+    started = bootforge.launch(PROFILE, "ended-on-purpose", wait=False, sets=ec2.sets)
+    assert started.launched and started.instance_id is not None
+    assert bootforge.terminate("ended-on-purpose", sets=ec2.sets) == [started.instance_id]
+    found: list[bootforge.Job] = []
+    deadline = time.monotonic() + 30
+    while not found and time.monotonic() < deadline:
+        found = [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "ended-on-purpose"]
+        time.sleep(0.2)
+    (job,) = found
+    assert (job.outcome, job.exit_code, job.run) == ("terminated", 1, 1)
+    assert job.wait is not None and job.wait.ended_on_purpose
+    again = [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "ended-on-purpose"]
+    assert [j.wait for j in again] == [job.wait], "reported until acknowledged, the same end"
+    bootforge.acknowledge(job, sets=ec2.sets)
+    bootforge.acknowledge(job, sets=ec2.sets)
+    assert [j for j in bootforge.advance(PROFILE, sets=ec2.sets) if j.job == "ended-on-purpose"] == []
+    assert ec2.instances_of("ended-on-purpose") == [started.instance_id]

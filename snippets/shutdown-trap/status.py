@@ -15,10 +15,15 @@ requirements' environment was had, its size and the seconds it took
 `claim` names the launcher's claim on the job, when there is one: it gives
 the attempt of the run this instance is, and the market and price of the
 request that launched it.
+
+`schema_version` says which shape this is: readers accept earlier and
+shorter documents, and ignore fields they do not know.
 """
 import json
 import sys
 import time
+
+SCHEMA_VERSION = 2
 
 
 def claimed(path, instance_id):
@@ -69,6 +74,7 @@ def environment(given):
 def main():
     given = dict(arg.split("=", 1) for arg in sys.argv[1:])
     status = {
+        "schema_version": SCHEMA_VERSION,
         "job_id": given["job_id"],
         "profile": given["profile"],
         "run": int(given["run"]) if given.get("run", "").isdigit() else None,

@@ -14,27 +14,30 @@
 //! known takes it over and sends the same requests again, under the same
 //! tokens.
 //!
-//! Every change happens under a lock file made by exclusive create (which
-//! NFSv4 honours), and is written to a temporary file renamed over the claim
-//! (atomic on NFS too). A lock left by a dead process is broken after
-//! [`LOCK_STALE`].
+//! Every change happens under the claim's lock and is written whole by
+//! rename (see [`crate::aws::files`]). The claim carries a
+//! `schema_version`; one written before it counts as reported, and fields a
+//! later bootforge adds are kept when this one rewrites it.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
-use crate::clock::now;
+pub use crate::aws::files::holder;
+use crate::aws::files::{Lock, replace};
+use crate::compile::model::Retry;
 use crate::diagnostics::{Error, Result};
 
 /// The claim's file in the job's directory; the instance never moves it.
 pub const CLAIM_FILE: &str = "claim.json";
 const LOCK_FILE: &str = ".claim.lock";
-/// A lock older than this was left by a process that died holding it.
-pub const LOCK_STALE: Duration = Duration::from_secs(30);
+/// The claim's `schema_version` this bootforge writes. 1 (a claim without
+/// the field) is every claim written before acknowledgements existed.
+pub const CLAIM_SCHEMA: u32 = 2;
 /// A holder that has not refreshed its claim for this long has stopped.
 pub const HOLDER_STALE: Duration = Duration::from_secs(60);
 
@@ -73,9 +76,39 @@ pub struct EndedAttempt {
     pub cost_usd: Option<f64>,
 }
 
+/// Why a job waits for its turn, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    /// Seconds since the epoch: when it was queued (queued jobs start in
+    /// this order).
+    pub since: u64,
+    /// Why: the profile's `max_running`, or the account's quota.
+    pub reason: String,
+    /// Not tried again before this time (seconds since the epoch), after a
+    /// quota error; a job that ends meanwhile frees a place sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+    /// How many launches met a quota error.
+    #[serde(default)]
+    pub quota_errors: u32,
+}
+
+/// That the end of a run was delivered to whoever follows the jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    pub run: u32,
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// Who said it was delivered (`host:pid`).
+    pub by: String,
+}
+
 /// A job's claim: the run that holds it, and its current attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
+    /// The claim's format: [`CLAIM_SCHEMA`] when this bootforge wrote it.
+    #[serde(default = "first_attempt")]
+    pub schema_version: u32,
     pub profile: String,
     pub job: String,
     /// 1 for the job's first run; `launch --rerun` makes the next.
@@ -106,6 +139,38 @@ pub struct Claim {
     /// The run's earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<EndedAttempt>,
+    /// The `--set` arguments the job was launched with: `advance` compiles
+    /// the same payload from the profile and them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
+    /// The profile's region, where EC2 is asked about the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The retry policy the run was launched under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Whether the run waits for its turn (no attempt launched yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
+    /// The instance bootforge terminated itself (past its deadline, or
+    /// stopped instead of terminated): never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaped: Option<String>,
+    /// When a pass of `advance` first found the attempt's instance gone
+    /// without its status (seconds since the epoch): the status is looked
+    /// for a while, as an NFS client may show a new file late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<u64>,
+    /// The run's end once it is known: its report, as `launch --wait
+    /// --json` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Json>,
+    /// That the run's end was delivered (`advance --ack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledged>,
+    /// Fields a later bootforge wrote: kept as they are.
+    #[serde(flatten)]
+    pub unknown: serde_json::Map<String, Json>,
 }
 
 fn first_attempt() -> u32 {
@@ -116,6 +181,7 @@ impl Claim {
     /// A new run of `job`, held by this process.
     pub fn new(profile: &str, job: &str, run: u32, payload_sha256: &str, now: u64) -> Claim {
         Claim {
+            schema_version: CLAIM_SCHEMA,
             profile: profile.to_string(),
             job: job.to_string(),
             run,
@@ -129,7 +195,41 @@ impl Claim {
             failed: None,
             ended_on_purpose: None,
             earlier: Vec::new(),
+            sets: Vec::new(),
+            region: None,
+            retry: None,
+            queued: None,
+            reaped: None,
+            gone_since: None,
+            end: None,
+            acknowledged: None,
+            unknown: serde_json::Map::new(),
         }
+    }
+
+    /// A claim from its file's text. One written before acknowledgements
+    /// existed (no `schema_version`) counts as reported: the first pass
+    /// after an upgrade must not announce every job in history.
+    pub fn parse(text: &str) -> serde_json::Result<Claim> {
+        let mut claim: Claim = serde_json::from_str(text)?;
+        if claim.schema_version < CLAIM_SCHEMA && claim.acknowledged.is_none() {
+            claim.acknowledged = Some(Acknowledged {
+                run: claim.run,
+                at: 0,
+                by: "written before acknowledgements: counts as reported".to_string(),
+            });
+        }
+        Ok(claim)
+    }
+
+    /// Whether the end of its run was delivered.
+    pub fn reported(&self) -> bool {
+        self.acknowledged.as_ref().is_some_and(|a| a.run == self.run)
+    }
+
+    /// Whether its run has ended (its end is recorded).
+    pub fn ended(&self) -> bool {
+        self.end.is_some()
     }
 
     /// Its current attempt: (run, attempt).
@@ -158,6 +258,8 @@ impl Claim {
         next.instance_id = None;
         next.failed = None;
         next.ended_on_purpose = None;
+        next.gone_since = None;
+        next.reaped = None;
         next
     }
 
@@ -170,14 +272,6 @@ impl Claim {
     pub fn mine(&self) -> bool {
         self.holder == holder()
     }
-}
-
-/// This process, as a claim's holder: `host:pid`.
-pub fn holder() -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
 }
 
 /// Where a job's claim lives.
@@ -202,16 +296,30 @@ impl Claims {
         Ok(Claims { dir, shared })
     }
 
+    /// The claim of job `job` in the jobs folder `jobs_dir`, which this
+    /// host shares with the others (nothing is created).
+    pub fn in_folder(jobs_dir: &Path, job: &str) -> Claims {
+        Claims {
+            dir: jobs_dir.join(job),
+            shared: true,
+        }
+    }
+
     /// The job's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The folder that holds the job's directory (and the index of jobs).
+    pub fn jobs_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
     }
 
     /// The claim as it is now.
     pub fn read(&self) -> Result<Option<Claim>> {
         let path = self.dir.join(CLAIM_FILE);
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Usage {
+            Ok(text) => Claim::parse(&text).map(Some).map_err(|e| Error::Usage {
                 message: format!(
                     "{} is not a claim bootforge can read ({e}); move it aside to start the job afresh",
                     path.display()
@@ -266,79 +374,24 @@ impl Claims {
     }
 
     fn write(&self, claim: &Claim) -> Result<()> {
-        let tmp = self
-            .dir
-            .join(format!(".claim.json.{}", holder().replace([':', '/'], "-")));
-        let text = serde_json::to_string_pretty(claim).map_err(|e| Error::Usage {
+        let mut claim = claim.clone();
+        // A later bootforge's version stays: its fields are kept too.
+        claim.schema_version = claim.schema_version.max(CLAIM_SCHEMA);
+        let text = serde_json::to_string_pretty(&claim).map_err(|e| Error::Usage {
             message: format!("the claim of job {} cannot be written: {e}", claim.job),
         })?;
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.dir.join(CLAIM_FILE))
-        };
-        write().map_err(|e| Error::io(self.dir.join(CLAIM_FILE), "write", e))
+        replace(&self.dir.join(CLAIM_FILE), &text)
     }
 
     fn lock(&self) -> Result<Lock> {
-        let path = self.dir.join(LOCK_FILE);
-        let start = std::time::Instant::now();
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{} {}", holder(), now());
-                    return Ok(Lock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|m| m.elapsed().ok());
-                    if age.is_some_and(|a| a > LOCK_STALE) {
-                        // Broken by renaming: of two breakers, one succeeds.
-                        let aside = self.dir.join(format!(
-                            ".claim.lock.stale.{}",
-                            holder().replace([':', '/'], "-")
-                        ));
-                        if fs::rename(&path, &aside).is_ok() {
-                            let _ = fs::remove_file(&aside);
-                        }
-                        continue;
-                    }
-                    if start.elapsed() > LOCK_STALE * 2 {
-                        return Err(Error::Environment {
-                            message: format!("{} stays locked", path.display()),
-                            help: Some("another launch of this job is stuck holding it; remove the file if no launch runs".to_string()),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(Error::io(&path, "create", e)),
-            }
-        }
-    }
-}
-
-/// The lock, released when dropped.
-struct Lock {
-    path: PathBuf,
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        Lock::take(&self.dir.join(LOCK_FILE), "the claim of this job")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::files::LOCK_STALE;
 
     #[test]
     fn concurrent_updates_never_lose_one() {
@@ -427,6 +480,42 @@ mod tests {
         assert!(next.requests.is_empty() && next.instance_id.is_none());
         assert_eq!(next.interruptions(), 1);
         assert!(next.mine());
+    }
+
+    #[test]
+    fn an_old_claim_counts_as_reported_and_unknown_fields_are_kept() {
+        let old = r#"{"profile": "p", "job": "j", "run": 2, "launched_at": 100,
+            "payload_sha256": "sha", "holder": "h:1", "heartbeat": 100,
+            "requests": [], "instance_id": "i-1", "failed": null}"#;
+        let c = Claim::parse(old).unwrap();
+        assert_eq!(c.schema_version, 1);
+        assert!(c.reported(), "a claim from before acknowledgements");
+        let mut next = c.clone();
+        next.run = 3;
+        assert!(!next.reported(), "its acknowledgement is of run 2");
+
+        let later = r#"{"schema_version": 3, "profile": "p", "job": "j", "run": 1,
+            "launched_at": 100, "payload_sha256": "sha", "holder": "h:1", "heartbeat": 100,
+            "requests": [], "instance_id": null, "failed": null,
+            "priority": {"level": 7}, "owner": "ana"}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Claims::open(dir.path(), dir.path(), "j").unwrap();
+        std::fs::write(claims.dir().join(CLAIM_FILE), later).unwrap();
+        assert!(!claims.read().unwrap().unwrap().reported());
+        claims
+            .update(|c| {
+                let mut c = c.unwrap();
+                c.heartbeat = 200;
+                (Some(c), ())
+            })
+            .unwrap();
+        let written: Json =
+            serde_json::from_str(&std::fs::read_to_string(claims.dir().join(CLAIM_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(written["priority"]["level"], 7, "{written:#}");
+        assert_eq!(written["owner"], "ana");
+        assert_eq!(written["heartbeat"], 200);
+        assert_eq!(written["schema_version"], 3);
     }
 
     #[test]

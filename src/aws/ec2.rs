@@ -54,7 +54,7 @@ pub struct Instance {
 }
 
 /// EC2's `StateReason`: why an instance is in its state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StateReason {
     pub code: String,
     pub message: String,
@@ -236,14 +236,15 @@ fn tags(plan: &LaunchPlan) -> Vec<Tag> {
         .collect()
 }
 
-/// One RunInstances call for `request`, or its dry run.
+/// One RunInstances call for `request`, or its dry run: the instance as
+/// RunInstances describes it (pending), when it started one.
 async fn run_instances(
     client: &Client,
     plan: &LaunchPlan,
     request: &RunRequest,
     dry_run: bool,
 ) -> std::result::Result<
-    String,
+    Option<Instance>,
     SdkError<
         aws_sdk_ec2::operation::run_instances::RunInstancesError,
         aws_sdk_ec2::config::http::HttpResponse,
@@ -319,20 +320,21 @@ async fn run_instances(
     Ok(out
         .instances()
         .first()
-        .and_then(|i| i.instance_id())
-        .unwrap_or_default()
-        .to_string())
+        .map(instance)
+        .filter(|i| !i.id.is_empty()))
 }
 
-/// Sends one request; capacity errors are told apart from the rest.
+/// Sends one request: the instance it started, as RunInstances answers
+/// (no DescribeInstances, which may not know it yet); capacity errors are
+/// told apart from the rest.
 pub async fn launch(
     client: &Client,
     plan: &LaunchPlan,
     request: &RunRequest,
-) -> std::result::Result<String, RequestError> {
+) -> std::result::Result<Instance, RequestError> {
     match run_instances(client, plan, request, false).await {
-        Ok(id) if !id.is_empty() => Ok(id),
-        Ok(_) => Err(RequestError::Fatal(Error::Aws {
+        Ok(Some(i)) => Ok(i),
+        Ok(None) => Err(RequestError::Fatal(Error::Aws {
             operation: "RunInstances",
             code: String::new(),
             message: "EC2 answered without an instance".to_string(),
@@ -374,10 +376,13 @@ pub async fn dry_run(client: &Client, plan: &LaunchPlan, request: &RunRequest) -
             ),
         }),
         Err(e) => Err(aws_error("RunInstances (dry run)", &e)),
-        Ok(id) => Err(Error::Aws {
+        Ok(i) => Err(Error::Aws {
             operation: "RunInstances (dry run)",
             code: String::new(),
-            message: format!("EC2 launched {id} although asked for a dry run; terminate it"),
+            message: format!(
+                "EC2 launched {} although asked for a dry run; terminate it",
+                i.map_or_else(|| "an instance".to_string(), |i| i.id)
+            ),
             help: None,
         }),
     }
@@ -464,6 +469,25 @@ pub async fn bootforge_instances(client: &Client) -> Result<Vec<Instance>> {
         Vec::new(),
     )
     .await
+}
+
+/// Every bootforge instance of the client's region, terminated ones
+/// included (EC2 lists those for about an hour; their StateReason says
+/// why they ended): what a pass of `advance` asks, once, for all its jobs.
+pub async fn every_bootforge_instance(client: &Client) -> Result<Vec<Instance>> {
+    describe(client, vec![filter("tag-key", &[TAG_JOB])], Vec::new()).await
+}
+
+/// The instances `ids`, asked by a filter: an id EC2 does not know is left
+/// out, where naming it in `InstanceIds` fails the whole call.
+pub async fn with_ids(client: &Client, ids: &[String]) -> Result<Vec<Instance>> {
+    let mut found = Vec::new();
+    // EC2 takes up to 200 values in a filter.
+    for chunk in ids.chunks(200) {
+        let values: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        found.extend(describe(client, vec![filter("instance-id", &values)], Vec::new()).await?);
+    }
+    Ok(found)
 }
 
 /// The live instance of `profile`'s job `job`, if one was launched.

@@ -5,17 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_ec2::Client;
-use serde::Serialize;
 
-use crate::aws::claim::{CLAIM_FILE, Claim, Claims};
+use crate::aws::claim::{CLAIM_FILE, Claims};
 use crate::aws::ec2::{self, DryRun};
-use crate::aws::operate::{self, Launched};
-use crate::aws::retry::{self, Attempts, Verdict};
-use crate::aws::wait::{self, Finished, Intervals};
+use crate::aws::operate::{self, Started};
+pub use crate::aws::report::Report;
+use crate::aws::report::{Step, max_attempts, next_step, queued, recorded};
+use crate::aws::wait::{self, Intervals};
 use crate::clock::now;
 use crate::compile::Compiled;
 use crate::compile::library::Library;
-use crate::compile::model::{DEFAULT_PROFILE, Market};
+use crate::compile::model::DEFAULT_PROFILE;
 use crate::compile::profile::load;
 use crate::diagnostics::Result;
 use crate::progress::Event;
@@ -94,63 +94,17 @@ pub struct Request {
     pub intervals: Intervals,
 }
 
-/// What `launch` did, as the command reports it (`--json` prints it).
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct Report {
-    /// True when this launch started the instance.
-    pub launched: bool,
-    pub run: u32,
-    /// The run's attempt this report is about (the last one).
-    pub attempt: u32,
-    /// The retry policy's attempts in all (1 without one).
-    pub max_attempts: u32,
-    pub instance_id: String,
-    pub state: String,
-    pub instance_type: String,
-    /// `spot` or `on-demand` (the market of the request that launched it).
-    pub market: Option<String>,
-    pub subnet: Option<String>,
-    pub private_ip: Option<String>,
-    pub price_per_hour: Option<f64>,
-    pub cost_at_timeout: Option<f64>,
-    pub deadline: Option<String>,
-    pub profile: String,
-    pub job: String,
-    pub payload_sha256: String,
-    pub client_token: Option<String>,
-    pub no_capacity: Vec<String>,
-    /// The job's claim file.
-    pub claim: PathBuf,
-    pub claim_shared: bool,
-    /// How the run ended: with `--wait`, or when it had already ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wait: Option<Finished>,
-    /// The run's attempts that have ended, each with its market, price and
-    /// cost, and their cost summed.
-    #[serde(flatten)]
-    pub history: Attempts,
-    /// Why no further attempt was started, when the profile has a retry
-    /// policy and the job has ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<String>,
-    /// Whether the run had ended before this launch.
-    #[serde(skip)]
-    pub found_finished: bool,
-}
-
-impl Report {
-    /// The process's exit code: the outcome's (see [`wait::exit_code`])
-    /// when the run ended, else 0.
-    pub fn exit_code(&self) -> i32 {
-        self.wait.as_ref().map_or(0, |f| f.exit_code)
-    }
-}
+/// How long a `launch --wait` of a queued job waits before it asks for
+/// its turn again.
+pub const QUEUED_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Launches the job of `compiled` (or attaches to its current attempt), and
 /// with `request.wait` follows it to its end. Under a retry policy, an
 /// attempt that ended in an outcome the policy names starts the next one,
-/// here or in any later launch of the job (the claim says where the run
-/// is); the report comes when the job has ended.
+/// here or in any later launch of the job, or in a pass of `advance` (the
+/// claim says where the run is); the report comes when the job has ended.
+/// A job beyond its profile's `max_running`, or refused by the account's
+/// quota, is queued: reported so, or with `wait` waited for.
 pub async fn launch(
     client: &Client,
     compiled: &Compiled,
@@ -169,12 +123,31 @@ pub async fn launch(
         )));
     }
     on(Event::Phase(format!("claiming job {}", job.id)));
+    let policy = job.retry.as_ref();
     let mut rerun = request.rerun;
     loop {
-        let launched =
+        let started =
             operate::launch(client, compiled, &claims, rerun, request.intervals, on).await?;
         rerun = false;
-        let found_finished = launched.finished.is_some();
+        let launched = match started {
+            Started::Instance(launched) => *launched,
+            Started::Ended(claim) => return deliver(&claims, recorded(&claim)?, request.wait),
+            Started::Queued(claim, place) => {
+                if !request.wait {
+                    let first_type = compiled.profile.profile.instance.types.first();
+                    return Ok(queued(
+                        &claim,
+                        max_attempts(policy),
+                        first_type.map_or("", String::as_str),
+                        place,
+                        &claims,
+                    ));
+                }
+                on(Event::Phase(format!("queued (place {place})")));
+                tokio::time::sleep(QUEUED_LOOK).await;
+                continue;
+            }
+        };
         let finished = match (launched.finished.clone(), request.wait) {
             (Some(f), _) => Some(f),
             (None, true) => Some(
@@ -190,130 +163,20 @@ pub async fn launch(
             ),
             (None, false) => None,
         };
-        match next_step(compiled, &claims, launched, finished, found_finished, on)? {
+        match next_step(policy, &claims, launched, finished, request.wait, on)? {
             Step::Report(report) => return Ok(*report),
             Step::Again => {}
         }
     }
 }
 
-/// What a launch does once it knows how the current attempt stands.
-pub(crate) enum Step {
-    /// The job has ended, or goes on without this launch waiting.
-    Report(Box<Report>),
-    /// The next attempt of the run: claim it, launch it, follow it.
-    Again,
-}
-
-/// After `launched` (and, when it has ended, `finished`): the report, or
-/// the next attempt under the profile's retry policy.
-pub(crate) fn next_step(
-    compiled: &Compiled,
-    claims: &Claims,
-    launched: Launched,
-    finished: Option<Finished>,
-    found_finished: bool,
-    on: &mut dyn FnMut(Event),
-) -> Result<Step> {
-    let claim = claims.read()?;
-    let current = claim.as_ref().filter(|c| {
-        c.run == launched.run && c.instance_id.as_deref() == Some(launched.instance.id.as_str())
-    });
-    let (Some(mut finished), Some(claim)) = (finished, current) else {
-        let history = claim
-            .as_ref()
-            .map_or_else(Attempts::default, |c| retry::attempts(c, None));
-        return Ok(Step::Report(Box::new(report(
-            compiled,
-            launched,
-            None,
-            claims,
-            history,
-            None,
-            found_finished,
-        ))));
-    };
-    let policy = compiled.profile.profile.job.retry.as_ref();
-    let now = now();
-    match retry::after(policy, claim, &launched.instance, &mut finished, now) {
-        Verdict::Next(ended) => {
-            let (attempt, outcome) = (ended.attempt, ended.outcome.clone());
-            if retry::advance(claims, claim.run, ended, now)? {
-                on(Event::Progress(format!(
-                    "job {} run {}: attempt {attempt} ended `{outcome}` on {}; starting attempt {} of {}",
-                    claim.job,
-                    claim.run,
-                    launched.instance.id,
-                    attempt + 1,
-                    policy.map_or(1, |p| p.attempts)
-                )));
-            }
-            Ok(Step::Again)
-        }
-        Verdict::End(why) => {
-            if let Some(why) = &why {
-                on(Event::Progress(format!("job {}: {why}", claim.job)));
-            }
-            let last = retry::ended(claim, &launched.instance, &finished, now);
-            let history = retry::attempts(claim, Some(last));
-            Ok(Step::Report(Box::new(report(
-                compiled,
-                launched,
-                Some(finished),
-                claims,
-                history,
-                why,
-                found_finished,
-            ))))
-        }
+/// A run's recorded end, handed to a caller that waited for it
+/// (`launch --wait`): acknowledged, as delivered.
+pub fn deliver(claims: &Claims, report: Report, waited: bool) -> Result<Report> {
+    if waited {
+        crate::aws::report::acknowledge(claims, report.run)?;
     }
-}
-
-/// The report of `launched`, with how its run ended when it did (found
-/// ended, or waited for).
-pub(crate) fn report(
-    compiled: &Compiled,
-    launched: Launched,
-    wait: Option<Finished>,
-    claims: &Claims,
-    history: Attempts,
-    retry: Option<String>,
-    found_finished: bool,
-) -> Report {
-    let job = &compiled.profile.profile.job;
-    let i = launched.instance;
-    let request = launched.request;
-    Report {
-        launched: launched.launched,
-        run: launched.run,
-        attempt: launched.attempt,
-        max_attempts: job.retry.as_ref().map_or(1, |r| r.attempts),
-        instance_id: i.id,
-        state: i.state,
-        instance_type: i.instance_type,
-        market: request
-            .as_ref()
-            .map(|r| Market::of_request(r.spot).name().to_string()),
-        subnet: i.subnet,
-        private_ip: i.private_ip,
-        price_per_hour: request
-            .as_ref()
-            .and_then(|r| r.price_per_hour)
-            .or(launched.price_per_hour),
-        cost_at_timeout: launched.cost_at_timeout,
-        deadline: i.deadline,
-        profile: compiled.profile.name.clone(),
-        job: job.id.clone(),
-        payload_sha256: compiled.payload.sha256(),
-        client_token: request.map(|r| r.client_token),
-        no_capacity: launched.no_capacity,
-        claim: claims.dir().join(CLAIM_FILE),
-        claim_shared: launched.claim_shared,
-        wait,
-        history,
-        retry,
-        found_finished,
-    }
+    Ok(report)
 }
 
 /// `launch --dry-run`: whether EC2 would allow the first request of a
@@ -323,13 +186,7 @@ pub async fn dry_run(
     compiled: &Compiled,
     on: &mut dyn FnMut(Event),
 ) -> Result<DryRun> {
-    let claim = Claim::new(
-        &compiled.profile.name,
-        &compiled.profile.profile.job.id,
-        1,
-        &compiled.payload.sha256(),
-        now(),
-    );
+    let claim = crate::aws::decide::fresh_claim(compiled, now());
     let plan = crate::aws::plan::plan(compiled, &claim)?;
     for skipped in &plan.skipped {
         on(Event::Warning(format!("not using {skipped}")));

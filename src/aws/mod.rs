@@ -6,11 +6,16 @@
 //! (`reap`) and what `launch` does and reports (`job`); a job as its
 //! directory tells it, for `status` and `logs` (`status`).
 
+#[cfg(feature = "aws")]
+pub mod advance;
 pub mod claim;
 pub mod cost;
+pub mod decide;
+pub mod files;
 #[cfg(feature = "aws")]
 pub mod ec2;
 pub mod iam;
+pub mod index;
 #[cfg(feature = "aws")]
 pub mod job;
 #[cfg(feature = "aws")]
@@ -18,6 +23,8 @@ pub mod operate;
 pub mod plan;
 #[cfg(feature = "aws")]
 pub mod reap;
+#[cfg(feature = "aws")]
+pub mod report;
 #[cfg(feature = "aws")]
 pub mod retry;
 pub mod status;

@@ -1,12 +1,11 @@
 //! Launching a job's instance under EC2's documented semantics: one job,
-//! one instance (through the job's [`crate::aws::claim`]), fallback
-//! attempts each with its token, eventual consistency after RunInstances,
-//! attaching to a run another host started. Progress goes through a
+//! one instance (through the job's [`crate::aws::claim`] and the rules of
+//! [`crate::aws::decide`]), fallback requests each with its token, the
+//! instance as RunInstances describes it (DescribeInstances may not know it
+//! yet), attaching to a run another host started, a job queued when the
+//! account's quota refuses it. Nothing here waits on an instance: `wait`
+//! follows one, `advance` passes over all. Progress goes through a
 //! callback: the library never prints.
-//!
-//! About 540 lines of code: the launch is one state machine (decide, send
-//! the attempts, see the instance, attach), read best in one place; waiting
-//! is in `wait`, cleaning up in `reap`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,9 @@ use aws_sdk_ec2::Client;
 use serde::Serialize;
 
 use crate::aws::claim::{Claim, ClaimedRequest, Claims};
+use crate::aws::decide::{Decision, claim_step, requeue, settle, still_starting};
 use crate::aws::ec2::{self, Instance, RequestError, VISIBILITY_BOUND};
+use crate::aws::index::Index;
 use crate::aws::plan::{LaunchPlan, RunRequest};
 use crate::aws::wait::{Finished, Intervals, report};
 use crate::check::catalog;
@@ -22,10 +23,6 @@ use crate::clock::now;
 use crate::compile::Compiled;
 use crate::diagnostics::{Error, Result};
 pub use crate::progress::Event;
-
-/// How long a launch waits for another launch of the same job that holds
-/// its claim and is still starting the instance.
-pub const ATTACH_BOUND: Duration = Duration::from_secs(600);
 
 /// What `launch` did.
 #[derive(Debug, Clone, Serialize)]
@@ -43,143 +40,29 @@ pub struct Launched {
     pub no_capacity: Vec<String>,
     pub price_per_hour: Option<f64>,
     pub cost_at_timeout: Option<f64>,
-    /// When the run had already ended: its outcome, as `--wait` tells it.
+    /// When the attempt had already ended: its outcome, as `--wait` tells it.
     pub finished: Option<Finished>,
     /// Whether the claim is on the directory the launching hosts share
     /// (false: on this host only).
     pub claim_shared: bool,
 }
 
-/// What a launch does about the job's claim as it finds it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// This launch holds the run: it sends the run's attempts.
-    Launch(Claim),
-    /// The run has its instance: follow it.
-    Attach(Claim),
-    /// Another launch is starting the run: wait for its instance.
-    Wait(Claim),
-    /// Nothing to do but say why.
-    Refuse(String),
-}
-
-/// The rules of the claim, as a pure function of what is there. `ended`
-/// says whether the claimed run's instance has terminated (asked of EC2
-/// beforehand, for `--rerun`).
-pub fn decide(
-    current: Option<&Claim>,
-    profile: &str,
-    job: &str,
-    payload_sha256: &str,
-    rerun: bool,
-    ended: bool,
-    now: u64,
-) -> Decision {
-    let fresh = |run| Claim::new(profile, job, run, payload_sha256, now);
-    let Some(c) = current else {
-        return Decision::Launch(fresh(1));
-    };
-    if c.profile != profile {
-        return Decision::Refuse(format!(
-            "job {job} belongs to profile {} (run {}); a job id names one job: give this one another id",
-            c.profile, c.run
-        ));
-    }
-    let launching_now = c.instance_id.is_none() && c.failed.is_none() && c.holder_alive(now);
-    let unresolved = c.requests.iter().any(|a| a.result.is_none());
-    if rerun {
-        return match (&c.instance_id, ended) {
-            (Some(id), false) => Decision::Refuse(format!(
-                "run {} of job {job} still runs on {id}: a rerun would be a second GPU for one job; wait for it, or `bootforge terminate --job {job}` first",
-                c.run
-            )),
-            (None, _) if launching_now && !c.mine() => Decision::Refuse(format!(
-                "run {} of job {job} is being launched right now by {}; wait for it",
-                c.run, c.holder
-            )),
-            _ => Decision::Launch(fresh(c.run + 1)),
-        };
-    }
-    if c.instance_id.is_some() {
-        return Decision::Attach(c.clone());
-    }
-    if launching_now && !c.mine() {
-        return Decision::Wait(c.clone());
-    }
-    if c.payload_sha256 != payload_sha256 {
-        // Its attempts used other tokens: one still unanswered may have
-        // started an instance nobody recorded.
-        if unresolved && c.failed.is_none() {
-            return Decision::Refuse(format!(
-                "run {} of job {job} was being launched with another payload when its launcher ({}) stopped, and may have started an instance: look with `bootforge ps`, then `launch --rerun`",
-                c.run, c.holder
-            ));
-        }
-        return Decision::Launch(fresh(c.run + 1));
-    }
-    // The run failed before an instance (capacity, quota…), or its holder
-    // stopped: take it over, with the same tokens.
-    let mut taken = c.clone();
-    taken.holder = crate::aws::claim::holder();
-    taken.heartbeat = now;
-    taken.failed = None;
-    Decision::Launch(taken)
-}
-
-/// The decision for `compiled`'s job, taken under the claim's lock: a launch
-/// is written into the claim as it is decided, so that one launch of a job
-/// wins. `ended`: whether the claimed run's instance has ended (for
-/// `--rerun`).
-pub fn claim_step(
-    claims: &Claims,
-    compiled: &Compiled,
-    rerun: bool,
-    ended: bool,
-) -> Result<Decision> {
-    let profile = &compiled.profile.name;
-    let job = &compiled.profile.profile.job.id;
-    let payload = compiled.payload.sha256();
-    claims.update(|current| {
-        let d = decide(
-            current.as_ref(),
-            profile,
-            job,
-            &payload,
-            rerun,
-            ended,
-            now(),
-        );
-        match &d {
-            Decision::Launch(c) => (Some(c.clone()), d),
-            _ => (None, d),
-        }
-    })
-}
-
-/// Waiting on `claim`, a run another launch holds: an error once it has
-/// been starting for longer than [`ATTACH_BOUND`] without an instance.
-pub fn still_starting(claims: &Claims, claim: &Claim, since: Instant) -> Result<()> {
-    if since.elapsed() <= ATTACH_BOUND {
-        return Ok(());
-    }
-    Err(Error::Environment {
-        message: format!(
-            "run {} of job {} has been starting for {}s under {} without an instance",
-            claim.run,
-            claim.job,
-            since.elapsed().as_secs(),
-            claim.holder
-        ),
-        help: Some(format!(
-            "see {}",
-            claims.dir().join(crate::aws::claim::CLAIM_FILE).display()
-        )),
-    })
+/// Where a launch left the job.
+#[derive(Debug, Clone)]
+pub enum Started {
+    /// The current attempt's instance: started by this launch, or the one
+    /// it has.
+    Instance(Box<Launched>),
+    /// The run waits for its turn, at this place among its profile's
+    /// queued jobs.
+    Queued(Box<Claim>, usize),
+    /// The run had ended: the claim holds its report.
+    Ended(Box<Claim>),
 }
 
 /// Launches `compiled`'s job, or attaches to the run another launch of it
 /// started (in this process, another, or on another host sharing the job's
-/// directory); reports a run that has already ended.
+/// directory); reports a run that has ended, or that the job is queued.
 pub async fn launch(
     client: &Client,
     compiled: &Compiled,
@@ -187,24 +70,29 @@ pub async fn launch(
     rerun: bool,
     intervals: Intervals,
     on: &mut dyn FnMut(Event),
-) -> Result<Launched> {
+) -> Result<Started> {
     let job = compiled.profile.profile.job.id.clone();
     let start = Instant::now();
     loop {
         // For --rerun: whether the claimed run's instance has ended.
-        let ended = match claims.read()?.and_then(|c| c.instance_id) {
-            Some(id) if rerun => visible(client, &id, on)
-                .await?
-                .is_none_or(|i| i.state == "terminated"),
+        let ended = match claims.read()? {
+            Some(c) if rerun => match &c.instance_id {
+                Some(id) => ec2::get(client, id)
+                    .await?
+                    .map_or(gone_for_good(&c), |i| i.state == "terminated"),
+                None => false,
+            },
             _ => false,
         };
         match claim_step(claims, compiled, rerun, ended)? {
             Decision::Launch(claim) => {
-                return launch_run(client, compiled, claims, claim, intervals, on).await;
+                return launch_run(client, compiled, claims, claim, on, true).await;
             }
             Decision::Attach(claim) => {
                 return attach(client, compiled, claims, claim, intervals, on).await;
             }
+            Decision::Queued(claim, at) => return Ok(Started::Queued(Box::new(claim), at)),
+            Decision::Ended(claim) => return Ok(Started::Ended(Box::new(claim))),
             Decision::Refuse(message) => return Err(Error::Usage { message }),
             Decision::Wait(claim) => {
                 still_starting(claims, &claim, start)?;
@@ -215,6 +103,42 @@ pub async fn launch(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Whether the claim's instance, unknown to DescribeInstances, was launched
+/// long enough ago that EC2 no longer lists it (it terminated), rather
+/// than not yet (eventual consistency).
+pub fn gone_for_good(claim: &Claim) -> bool {
+    now().saturating_sub(claim.launched_at) > VISIBILITY_BOUND.as_secs()
+}
+
+/// The claim's instance `id` as the claim knows it, when EC2 does not show
+/// it: pending while it may not be visible yet, else terminated.
+pub fn from_claim(id: &str, claim: &Claim) -> Instance {
+    Instance {
+        id: id.to_string(),
+        state: if gone_for_good(claim) {
+            "terminated"
+        } else {
+            "pending"
+        }
+        .to_string(),
+        instance_type: claim
+            .requests
+            .iter()
+            .find(|r| r.result.as_deref() == Some(format!("launched {id}").as_str()))
+            .map(|r| r.instance_type.clone())
+            .unwrap_or_default(),
+        subnet: None,
+        private_ip: None,
+        launched: Some(claim.launched_at),
+        profile: Some(claim.profile.clone()),
+        job: Some(claim.job.clone()),
+        run: Some(claim.run.to_string()),
+        attempt: Some(claim.attempt.to_string()),
+        deadline: None,
+        state_reason: None,
     }
 }
 
@@ -250,41 +174,24 @@ fn record(
     })
 }
 
-/// Records how attempt `key` (run, attempt) of the claim stands: its
-/// instance once known, or why it has none.
-pub(crate) fn settle(
-    claims: &Claims,
-    key: (u32, u32),
-    instance: Option<&str>,
-    failed: Option<String>,
-) -> Result<()> {
-    claims.update(|c| match c.filter(|c| c.key() == key) {
-        Some(mut c) => {
-            if let Some(id) = instance {
-                c.instance_id = Some(id.to_string());
-            }
-            c.failed = failed;
-            c.heartbeat = now();
-            (Some(c), ())
-        }
-        None => (None, ()),
-    })
-}
-
-/// Sends the run's attempts in order, each recorded before it is sent.
-async fn launch_run(
+/// Sends the run's attempts in order, each recorded before it is sent, and
+/// reports the instance as RunInstances described it. `patient`: whether it
+/// may wait (bounded) for EC2 to show an instance found by its tags; a pass
+/// of `advance` is not, and leaves that to its next pass.
+pub(crate) async fn launch_run(
     client: &Client,
     compiled: &Compiled,
     claims: &Claims,
     claim: Claim,
-    intervals: Intervals,
     on: &mut dyn FnMut(Event),
-) -> Result<Launched> {
+    patient: bool,
+) -> Result<Started> {
     let plan = crate::aws::plan::plan(compiled, &claim)?;
     on(Event::Progress(format!(
-        "job {} run {}: launching (claim in {})",
+        "job {} run {} attempt {}: launching (claim in {})",
         plan.job,
         plan.run,
+        plan.attempt,
         claims.dir().display()
     )));
     // The holder says it is alive while the SDK retries and waits.
@@ -306,19 +213,27 @@ async fn launch_run(
     };
     let result = send_requests(client, &plan, claims, on).await;
     beat.abort();
-    let (id, request, no_capacity) = match result {
-        Ok(Sent::Launched(id, request, no_capacity)) => (id, Some(request), no_capacity),
-        Ok(Sent::Ended(request)) => {
+    let (mut instance, request, no_capacity) = match result? {
+        Sent::Launched(instance, request, no_capacity) => (instance, Some(request), no_capacity),
+        Sent::Queued(claim) => {
+            let at = Index::of(claims.jobs_dir())
+                .live()?
+                .position(&claim.job)
+                .unwrap_or(1);
+            on(Event::Progress(format!(
+                "job {} is queued (place {at}): {}",
+                claim.job,
+                claim.queued.as_ref().map_or("", |q| q.reason.as_str())
+            )));
+            return Ok(Started::Queued(Box::new(claim), at));
+        }
+        Sent::Ended(request) => {
             // The token of `request` launched an instance that has
             // terminated since: the attempt is over. Its id, from its tags;
             // the claim records that this request launched it (its market
             // and price are the attempt's).
-            let found = find_run_instance(client, &plan.job, plan.key(), on).await?;
-            if let Some(id) = &found {
-                record(claims, plan.key(), &request, Some(format!("launched {id}")))?;
-            }
-            settle(claims, plan.key(), found.as_deref(), None)?;
-            let Some(id) = found else {
+            let Some(id) = find_run_instance(client, &plan.job, plan.key(), on, patient).await?
+            else {
                 return Err(Error::Environment {
                     message: format!(
                         "run {} of job {} has ended, and EC2 does not show its instance yet",
@@ -329,35 +244,36 @@ async fn launch_run(
                     ),
                 });
             };
-            let instance = visible(client, &id, on)
-                .await?
-                .ok_or_else(|| not_visible(&id))?;
-            let finished = report(client, &instance, claims.dir(), intervals, on).await?;
-            return Ok(launched(
+            record(claims, plan.key(), &request, Some(format!("launched {id}")))?;
+            settle(claims, plan.key(), Some(&id), None)?;
+            let claim = claims.read()?.unwrap_or(claim);
+            let instance = match ec2::get(client, &id).await? {
+                Some(i) => i,
+                None => from_claim(&id, &claim),
+            };
+            return Ok(Started::Instance(Box::new(launched(
                 false,
                 plan.key(),
                 instance,
                 None,
                 Vec::new(),
                 plan.budget_seconds,
-                Some(finished),
+                None,
                 claims,
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    let instance = match visible(client, &id, on).await? {
-        Some(i) => i,
-        None => {
-            // EC2 said it launched: report that id, whatever Describe says.
-            on(Event::Progress(format!(
-                "{id} is not visible yet after {}s: reporting it as RunInstances returned it",
-                VISIBILITY_BOUND.as_secs()
-            )));
-            pending(&id, &plan)
+            ))));
         }
     };
-    Ok(launched(
+    // What RunInstances' description lacks, the plan knows.
+    instance.profile.get_or_insert_with(|| plan.profile.clone());
+    instance.job.get_or_insert_with(|| plan.job.clone());
+    instance.run.get_or_insert_with(|| plan.run.to_string());
+    instance
+        .attempt
+        .get_or_insert_with(|| plan.attempt.to_string());
+    instance
+        .deadline
+        .get_or_insert_with(|| plan.deadline.clone());
+    Ok(Started::Instance(Box::new(launched(
         true,
         plan.key(),
         instance,
@@ -366,7 +282,7 @@ async fn launch_run(
         plan.budget_seconds,
         None,
         claims,
-    ))
+    ))))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -395,36 +311,10 @@ fn launched(
     }
 }
 
-/// An instance RunInstances returned that Describe does not show yet.
-fn pending(id: &str, plan: &LaunchPlan) -> Instance {
-    Instance {
-        id: id.to_string(),
-        state: "pending".to_string(),
-        instance_type: String::new(),
-        subnet: None,
-        private_ip: None,
-        launched: None,
-        profile: Some(plan.profile.clone()),
-        job: Some(plan.job.clone()),
-        run: Some(plan.run.to_string()),
-        deadline: Some(plan.deadline.clone()),
-        attempt: Some(plan.attempt.to_string()),
-        state_reason: None,
-    }
-}
-
-fn not_visible(id: &str) -> Error {
-    Error::Environment {
-        message: format!(
-            "EC2 does not show {id} after {}s",
-            VISIBILITY_BOUND.as_secs()
-        ),
-        help: Some("retry in a minute; the job's claim keeps its run".to_string()),
-    }
-}
-
 enum Sent {
-    Launched(String, RunRequest, Vec<String>),
+    Launched(Instance, RunRequest, Vec<String>),
+    /// The account's quota refused it: the job is back in the queue.
+    Queued(Claim),
     /// The instance this request's token launched has already terminated.
     Ended(RunRequest),
 }
@@ -455,10 +345,11 @@ async fn send_requests(
             request.instance_type, request.subnet
         )));
         match ec2::launch(client, plan, request).await {
-            Ok(id) => {
+            Ok(instance) => {
+                let id = instance.id.clone();
                 record(claims, plan.key(), request, Some(format!("launched {id}")))?;
                 settle(claims, plan.key(), Some(&id), None)?;
-                return Ok(Sent::Launched(id, request.clone(), no_capacity));
+                return Ok(Sent::Launched(instance, request.clone(), no_capacity));
             }
             Err(RequestError::Capacity(why)) => {
                 on(Event::Progress(format!(
@@ -487,7 +378,17 @@ async fn send_requests(
                 no_capacity.push(format!("{} spot: {e}", request.instance_type));
                 spot_quota = true;
             }
-            Err(RequestError::Quota(e)) | Err(RequestError::Fatal(e)) => {
+            Err(RequestError::Quota(e)) => {
+                // Not the job's failure: the account's limit. It waits in
+                // the queue, and a pass of `advance` tries it again.
+                on(Event::Progress(format!("  {e}; the job waits in the queue")));
+                record(claims, plan.key(), request, Some(e.to_string()))?;
+                return match requeue(claims, plan.key(), &e.to_string())? {
+                    Some(claim) => Ok(Sent::Queued(claim)),
+                    None => Err(e),
+                };
+            }
+            Err(RequestError::Fatal(e)) => {
                 record(claims, plan.key(), request, Some(e.to_string()))?;
                 settle(claims, plan.key(), None, Some(e.to_string()))?;
                 return Err(e);
@@ -513,6 +414,7 @@ async fn find_run_instance(
     job: &str,
     (run, attempt): (u32, u32),
     on: &mut dyn FnMut(Event),
+    patient: bool,
 ) -> Result<Option<String>> {
     let start = Instant::now();
     loop {
@@ -523,7 +425,7 @@ async fn find_run_instance(
         {
             return Ok(Some(i.id));
         }
-        if start.elapsed() > VISIBILITY_BOUND {
+        if !patient || start.elapsed() > VISIBILITY_BOUND {
             return Ok(None);
         }
         on(Event::Progress(format!(
@@ -533,43 +435,9 @@ async fn find_run_instance(
     }
 }
 
-/// `id` as DescribeInstances shows it, waiting (bounded) while EC2 does
-/// not know it yet, and while it is pending.
-async fn visible(client: &Client, id: &str, on: &mut dyn FnMut(Event)) -> Result<Option<Instance>> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(250);
-    loop {
-        match ec2::get(client, id).await {
-            Ok(Some(i)) if i.state != "pending" => return Ok(Some(i)),
-            Ok(Some(i)) => {
-                on(Event::Phase(format!("{} {}", i.id, i.state)));
-                on(Event::Progress(format!(
-                    "{} {} ({}s)",
-                    i.id,
-                    i.state,
-                    start.elapsed().as_secs()
-                )));
-            }
-            Ok(None) => on(Event::Progress(format!(
-                "{id} not visible yet ({}s)",
-                start.elapsed().as_secs()
-            ))),
-            Err(e) if ec2::transient(&e) && start.elapsed() < VISIBILITY_BOUND => {
-                on(Event::Progress(format!(
-                    "DescribeInstances failed ({e}); retrying"
-                )));
-            }
-            Err(e) => return Err(e),
-        }
-        if start.elapsed() > VISIBILITY_BOUND {
-            return ec2::get(client, id).await;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Attaches to the run another launch started.
+/// Attaches to the run another launch started: its instance as EC2 shows
+/// it now (as the claim knows it while EC2 does not), and its outcome once
+/// it has terminated, also long after EC2 stopped listing it.
 async fn attach(
     client: &Client,
     compiled: &Compiled,
@@ -577,7 +445,7 @@ async fn attach(
     claim: Claim,
     intervals: Intervals,
     on: &mut dyn FnMut(Event),
-) -> Result<Launched> {
+) -> Result<Started> {
     let id = claim.instance_id.clone().unwrap_or_default();
     on(Event::Progress(format!(
         "job {} run {} already has instance {id}: not launching another",
@@ -585,15 +453,16 @@ async fn attach(
     )));
     let budget = compiled.profile.profile.job.timeout.seconds()
         + compiled.profile.profile.job.grace.seconds();
-    let instance = visible(client, &id, on)
-        .await?
-        .ok_or_else(|| not_visible(&id))?;
+    let instance = match ec2::get(client, &id).await? {
+        Some(i) => i,
+        None => from_claim(&id, &claim),
+    };
     let finished = if instance.state == "terminated" {
         Some(report(client, &instance, claims.dir(), intervals, on).await?)
     } else {
         None
     };
-    Ok(launched(
+    Ok(Started::Instance(Box::new(launched(
         false,
         claim.key(),
         instance,
@@ -602,81 +471,5 @@ async fn attach(
         budget,
         finished,
         claims,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claim(run: u32, instance: Option<&str>, holder_alive: bool, mine: bool) -> Claim {
-        let mut c = Claim::new("p", "j", run, "sha", 1_000);
-        if !mine {
-            c.holder = "elsewhere:1".to_string();
-        }
-        if !holder_alive {
-            c.heartbeat = 0;
-        }
-        c.instance_id = instance.map(str::to_string);
-        c
-    }
-
-    #[test]
-    fn the_claim_decides_launch_attach_wait_or_refuse() {
-        let d = |c: Option<&Claim>, rerun: bool, ended: bool| {
-            decide(c, "p", "j", "sha", rerun, ended, 1_010)
-        };
-        assert!(
-            matches!(d(None, false, false), Decision::Launch(c) if c.run == 1 && c.launched_at == 1_010)
-        );
-        let running = claim(1, Some("i-1"), true, false);
-        assert!(matches!(
-            d(Some(&running), false, false),
-            Decision::Attach(_)
-        ));
-        let starting = claim(1, None, true, false);
-        assert!(matches!(
-            d(Some(&starting), false, false),
-            Decision::Wait(_)
-        ));
-        // A dead holder's run is taken over with its launch time: same tokens.
-        let dead = claim(1, None, false, false);
-        assert!(
-            matches!(d(Some(&dead), false, false), Decision::Launch(c) if c.run == 1 && c.launched_at == 1_000 && c.mine())
-        );
-        // A run that failed before an instance is tried again.
-        let mut failed = claim(1, None, true, false);
-        failed.failed = Some("no capacity".to_string());
-        assert!(matches!(d(Some(&failed), false, false), Decision::Launch(c) if c.run == 1));
-        // --rerun: only once the run's instance has ended.
-        assert!(
-            matches!(d(Some(&running), true, false), Decision::Refuse(m) if m.contains("still runs on i-1"))
-        );
-        assert!(
-            matches!(d(Some(&running), true, true), Decision::Launch(c) if c.run == 2 && c.launched_at == 1_010)
-        );
-        assert!(matches!(
-            d(Some(&starting), true, false),
-            Decision::Refuse(_)
-        ));
-        // Another profile's job of the same id.
-        assert!(matches!(
-            decide(Some(&running), "q", "j", "sha", false, false, 1_010),
-            Decision::Refuse(_)
-        ));
-        // Another payload while an attempt is unanswered: refuse.
-        let mut unsure = claim(1, None, false, false);
-        unsure.requests.push(ClaimedRequest {
-            client_token: "t".to_string(),
-            instance_type: "g6e.xlarge".to_string(),
-            subnet: "s".to_string(),
-            spot: false,
-            result: None,
-            price_per_hour: None,
-        });
-        assert!(matches!(
-            decide(Some(&unsure), "p", "j", "other", false, false, 1_010),
-            Decision::Refuse(_)
-        ));
-    }
+    ))))
 }

@@ -10,7 +10,7 @@
 //! once the last one's instance is gone, so that a run never has two
 //! instances at once.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::claim::{Claim, Claims, EndedAttempt};
 use crate::aws::ec2::Instance;
@@ -70,6 +70,17 @@ pub fn ended(claim: &Claim, instance: &Instance, finished: &Finished, now: u64) 
         .iter()
         .find(|r| r.result.as_deref() == Some(launched_by.as_str()));
     let launched_at = instance.launched.unwrap_or(claim.launched_at);
+    // The attempt costs until it ended: its status says when; else until it
+    // was seen gone, and never past the instance's own deadline.
+    let ended_at = finished
+        .status
+        .as_ref()
+        .and_then(|s| s["ended_at"].as_str())
+        .and_then(crate::clock::parse_rfc3339)
+        .filter(|t| (launched_at..=now).contains(t))
+        .unwrap_or(now)
+        .min(instance.deadline_epoch().unwrap_or(u64::MAX))
+        .max(launched_at);
     let price = request.and_then(|r| r.price_per_hour);
     EndedAttempt {
         attempt: claim.attempt,
@@ -83,10 +94,10 @@ pub fn ended(claim: &Claim, instance: &Instance, finished: &Finished, now: u64) 
         .to_string(),
         price_per_hour: price,
         launched_at,
-        ended_at: now,
+        ended_at,
         outcome: finished.outcome.clone(),
         state_reason: finished.state_reason.as_ref().map(|r| r.code.clone()),
-        cost_usd: price.map(|p| catalog::job_cost(p, now.saturating_sub(launched_at))),
+        cost_usd: price.map(|p| catalog::job_cost(p, ended_at - launched_at)),
     }
 }
 
@@ -151,7 +162,7 @@ pub fn advance(claims: &Claims, run: u32, ended: EndedAttempt, now: u64) -> Resu
 }
 
 /// Every attempt of a run that has ended, and what they cost together.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempts {
     /// The run's attempts, oldest first: the earlier ones and, once the
     /// job has ended, the last one.
@@ -201,7 +212,7 @@ mod tests {
         Finished {
             state: "terminated".to_string(),
             status: None,
-            source: "efs",
+            source: "efs".to_string(),
             outcome: outcome.to_string(),
             exit_code: exit_code(outcome),
             state_reason: reason.map(|code| StateReason {

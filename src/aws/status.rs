@@ -14,6 +14,100 @@ use crate::check::catalog;
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::diagnostics::{Error, Result};
 
+/// The exit code of `launch --wait` for an outcome: 0 succeeded, 1 the job
+/// ended otherwise (`terminated` on purpose among them), 3 no status was ever written, 4 the instance was
+/// interrupted (spot), 5 it failed to launch.
+pub fn exit_code(outcome: &str) -> i32 {
+    match outcome {
+        "succeeded" => 0,
+        "no_status" => NO_STATUS,
+        "interrupted" => 4,
+        "launch_failed" => 5,
+        _ => 1,
+    }
+}
+
+/// The exit code of `launch --wait` when the job wrote no status at all.
+pub const NO_STATUS: i32 = 3;
+
+/// How a run ended, as the index keeps it for listings and totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct End {
+    /// The job's outcome as `launch --wait` reports it (`terminated` for a
+    /// job ended on purpose).
+    pub outcome: String,
+    pub exit_code: i32,
+    /// Seconds since the epoch: when the last attempt ended.
+    pub ended_at: u64,
+    /// Why it ended so, for people (the status's message, or the reason
+    /// no further attempt followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Every attempt of the run, with its market, price and cost.
+    pub attempts: Vec<EndedAttempt>,
+    /// The attempts' costs summed; absent when one has no price.
+    pub cost_usd: Option<f64>,
+}
+
+impl End {
+    /// Seconds the run's instances ran, summed over its attempts.
+    pub fn instance_seconds(&self) -> u64 {
+        self.attempts
+            .iter()
+            .map(|a| a.ended_at.saturating_sub(a.launched_at))
+            .sum()
+    }
+
+    /// What the same hours would have cost on demand (the catalog's price of
+    /// each attempt's type), when every attempt's type is priced.
+    pub fn on_demand_usd(&self) -> Option<f64> {
+        self.attempts
+            .iter()
+            .map(|a| {
+                catalog::lookup(&a.instance_type).map(|t| {
+                    catalog::job_cost(t.price_per_hour, a.ended_at.saturating_sub(a.launched_at))
+                })
+            })
+            .sum()
+    }
+}
+
+/// The index's summary of a run's report (`launch --wait --json`'s
+/// document, as a claim keeps it).
+pub fn end_of_report(report: &Json) -> Option<End> {
+    let wait = &report["wait"];
+    let outcome = wait["outcome"].as_str()?.to_string();
+    let attempts: Vec<EndedAttempt> =
+        serde_json::from_value(report["attempts"].clone()).unwrap_or_default();
+    let message = wait["status"]["message"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .or_else(|| report["retry"].as_str())
+        .or_else(|| wait["state_reason"]["message"].as_str())
+        .map(str::to_string);
+    Some(End {
+        exit_code: wait["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok())?,
+        ended_at: attempts.last().map_or(0, |a| a.ended_at),
+        outcome,
+        message,
+        cost_usd: report["cost_usd"].as_f64(),
+        attempts,
+    })
+}
+
+/// Why a job waits, and its place.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct QueuedAt {
+    /// Its place among the queued jobs of its profile (1 is next).
+    pub place: usize,
+    /// When it was queued (RFC 3339).
+    pub since: String,
+    /// Why: the profile's `max_running`, or the account's quota.
+    pub reason: String,
+    /// Not tried again before then (RFC 3339), after a quota error.
+    pub retry_at: Option<String>,
+}
+
 /// A job now, as `status` shows it (`--json` prints it).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct JobStatus {
@@ -44,7 +138,10 @@ pub struct JobStatus {
     pub log_written_at: Option<String>,
     /// How long the attempt has run (to its end, once it has ended), seconds.
     pub seconds: u64,
-    /// What looks wrong, when something does.
+    /// Why the job waits, and its place, while it is queued.
+    pub queued: Option<QueuedAt>,
+    /// What looks wrong, when something does (a quiet log, passes of
+    /// `advance` that stopped coming…).
     pub note: Option<String>,
     /// What the attempt has cost so far (runtime × price), and with the
     /// run's earlier attempts.
@@ -67,6 +164,9 @@ pub struct JobStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunStatus {
+    /// Which shape this is (2 since it was given); readers accept earlier
+    /// and shorter documents, and ignore fields they do not know.
+    pub schema_version: u32,
     pub job_id: String,
     pub profile: String,
     /// The run's number, when the launcher's claim gave it.
@@ -102,6 +202,42 @@ pub struct RunStatus {
     /// The requirements' environment, when there were requirements.
     #[serde(default)]
     pub environment: Option<Environment>,
+}
+
+/// The JSON Schema of `status.json` exactly as this bootforge's runner
+/// writes it: every field, and nothing else. The runner's own tests hold
+/// what it writes to this.
+pub fn strict_run_status_schema() -> Json {
+    serde_json::to_value(schemars::schema_for!(RunStatus)).expect("a schema serializes to JSON")
+}
+
+/// `schema` (of `status.json`, or of a document that carries one) as
+/// readers accept it, which is what bootforge publishes: a `status.json`
+/// from an earlier or later runner, or a shorter one, needs only its
+/// `instance_id` (whose run it is); fields it does not know are ignored.
+pub fn readers_schema(mut schema: Json) -> Json {
+    fn relax(def: &mut Json, required: Option<&[&str]>) {
+        if let Some(o) = def.as_object_mut() {
+            o.remove("additionalProperties");
+            if let Some(r) = required {
+                o.insert("required".to_string(), serde_json::json!(r));
+            }
+        }
+    }
+    const RUN_STATUS_REQUIRES: &[&str] = &["instance_id"];
+    if schema["title"] == "RunStatus" {
+        relax(&mut schema, Some(RUN_STATUS_REQUIRES));
+    }
+    if let Some(defs) = schema.get_mut("$defs").and_then(Json::as_object_mut) {
+        for (name, def) in defs.iter_mut() {
+            match name.as_str() {
+                "RunStatus" => relax(def, Some(RUN_STATUS_REQUIRES)),
+                "Gpu" | "Notice" | "Environment" => relax(def, None),
+                _ => {}
+            }
+        }
+    }
+    schema
 }
 
 /// How the requirements' environment was had, and its size.
@@ -151,6 +287,10 @@ pub struct JobFiles {
     pub status: Option<Json>,
     /// The claim's instance's progress, from its `job.log` on the EFS.
     pub progress: Option<Progress>,
+    /// Its place among its profile's queued jobs, as the index says.
+    pub place: Option<usize>,
+    /// That passes of `advance` stopped coming, when they did.
+    pub late: Option<String>,
 }
 
 /// How far the runner has come, as its log on the EFS says: every phase's
@@ -228,7 +368,7 @@ pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
             host_dir.display()
         ),
     })?;
-    let claim: Claim = serde_json::from_str(&text).map_err(|e| Error::Usage {
+    let claim = Claim::parse(&text).map_err(|e| Error::Usage {
         message: format!("{} is not a claim bootforge can read ({e})", path.display()),
     })?;
     let mine = |doc: Option<Json>| {
@@ -241,11 +381,15 @@ pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
         progress: progress(&dir, job, claim.instance_id.as_deref()),
         dir,
         claim,
+        place: None,
+        late: None,
     })
 }
 
 /// The job now: `files`, the instance's `state` (EC2's or the engine's),
-/// at `now` (seconds since the epoch).
+/// at `now` (seconds since the epoch). A run whose end is recorded (by the
+/// waiter or the pass that found it) is that end: the outcome `launch`
+/// reports, and the cost of every attempt up to its end.
 pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now: u64) -> JobStatus {
     let c = &files.claim;
     let launched_by = c.instance_id.as_ref().map(|id| format!("launched {id}"));
@@ -254,36 +398,58 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
         .iter()
         .find(|r| r.result.is_some() && r.result == launched_by);
     let price = request.and_then(|r| r.price_per_hour);
+    let recorded = c.end.as_ref().and_then(end_of_report);
     let final_status = files.status.as_ref().filter(|s| s["final"] != false);
-    let ended_at = final_status
-        .and_then(|s| s["ended_at"].as_str())
-        .and_then(parse_rfc3339);
     let gone = state.as_deref() == Some("terminated");
-    let until = ended_at.unwrap_or(now);
-    let cost = price.map(|p| catalog::job_cost(p, until.saturating_sub(c.launched_at)));
-    let running = final_status.is_none() && files.status.is_none();
+    let running = final_status.is_none() && files.status.is_none() && recorded.is_none();
     let progress = files.progress.as_ref().filter(|_| running);
-    let phase = match (final_status, &files.status, progress) {
-        (Some(_), _, _) => "ended",
-        (None, Some(_), _) => "interrupted",
-        (None, None, Some(p)) => p.phase.as_str(),
-        (None, None, None) => "launched",
+    // An attempt costs until it ended: its status says when; gone without
+    // one, when it was first seen gone, else its log's last write.
+    let ended_at = recorded
+        .as_ref()
+        .and_then(|r| r.attempts.last().map(|a| a.ended_at))
+        .or_else(|| {
+            final_status
+                .and_then(|s| s["ended_at"].as_str())
+                .and_then(parse_rfc3339)
+        })
+        .or_else(|| {
+            gone.then(|| {
+                c.gone_since
+                    .or_else(|| files.progress.as_ref().and_then(|p| p.written))
+            })
+            .flatten()
+        });
+    let until = ended_at.unwrap_or(now).max(c.launched_at);
+    let cost = match (&c.queued, recorded.as_ref().and_then(|r| r.attempts.last())) {
+        (Some(_), _) => None,
+        (None, Some(last)) => last.cost_usd,
+        (None, None) => price.map(|p| catalog::job_cost(p, until - c.launched_at)),
+    };
+    let phase = match (&c.queued, &recorded, final_status, &files.status, progress) {
+        (Some(_), ..) => "queued",
+        (None, Some(_), ..) | (None, None, Some(_), ..) => "ended",
+        (None, None, None, Some(_), _) => "interrupted",
+        (None, None, None, None, Some(p)) => p.phase.as_str(),
+        (None, None, None, None, None) => "launched",
     };
     let quiet = progress
         .and_then(|p| p.written)
         .map(|w| now.saturating_sub(w))
         .filter(|q| *q >= QUIET_LOG && state.as_deref() == Some("running"));
-    let note = if final_status.is_none() && gone {
-        Some("the instance is gone without a final status: `launch` of the job reports its outcome (from the console or EC2's StateReason)"
-            .to_string())
-    } else {
-        quiet.map(|q| {
-            format!(
-                "the job's log has not grown for {} min while the instance runs: a quiet pipeline, or an instance that stopped working (`logs` shows its last lines)",
-                q / 60
-            )
-        })
-    };
+    let mut notes: Vec<String> = Vec::new();
+    if recorded.is_none() && final_status.is_none() && gone {
+        notes.push("the instance is gone without a final status: `advance` (or `launch`) of the job reports its outcome (from the console or EC2's StateReason)".to_string());
+    }
+    if let Some(q) = quiet {
+        notes.push(format!(
+            "the job's log has not grown for {} min while the instance runs: a quiet pipeline, or an instance that stopped working (`logs` shows its last lines)",
+            q / 60
+        ));
+    }
+    if phase != "ended" {
+        notes.extend(files.late.clone());
+    }
     let earlier_cost: Option<f64> = c.earlier.iter().map(|a| a.cost_usd).sum();
     JobStatus {
         job: c.job.clone(),
@@ -304,14 +470,30 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
         phase: phase.to_string(),
         phase_seconds: progress.map(|p| now.saturating_sub(p.since)),
         log_written_at: progress.and_then(|p| p.written).map(rfc3339),
-        seconds: until.saturating_sub(c.launched_at),
-        note,
+        seconds: match &c.queued {
+            Some(q) => now.saturating_sub(q.since),
+            None => until - c.launched_at,
+        },
+        queued: c.queued.as_ref().map(|q| QueuedAt {
+            place: files.place.unwrap_or(1),
+            since: rfc3339(q.since),
+            reason: q.reason.clone(),
+            retry_at: q.retry_at.map(rfc3339),
+        }),
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
         cost_so_far: cost,
-        run_cost_so_far: cost.zip(earlier_cost).map(|(a, b)| a + b),
-        outcome: final_status
-            .and_then(|s| s["outcome"].as_str())
-            .map(str::to_string),
-        exit_code: final_status.and_then(|s| s["exit_code"].as_i64()),
+        run_cost_so_far: match &recorded {
+            Some(r) => r.cost_usd,
+            None => cost.zip(earlier_cost).map(|(a, b)| a + b),
+        },
+        outcome: recorded.as_ref().map(|r| r.outcome.clone()).or_else(|| {
+            final_status
+                .and_then(|s| s["outcome"].as_str())
+                .map(str::to_string)
+        }),
+        exit_code: recorded.as_ref().map(|r| i64::from(r.exit_code)).or_else(|| {
+            final_status.and_then(|s| s["exit_code"].as_i64())
+        }),
         status: files.status.clone(),
         earlier: c.earlier.clone(),
     }
@@ -404,6 +586,8 @@ mod tests {
             claim,
             status,
             progress: None,
+            place: None,
+            late: None,
         }
     }
 

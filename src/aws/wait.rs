@@ -8,10 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::Client;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::aws::ec2::{self, Instance, VISIBILITY_BOUND};
+pub use crate::aws::status::{NO_STATUS, exit_code};
 use crate::aws::status::RunStatus;
 use crate::check::catalog;
 use crate::clock::now;
@@ -19,14 +20,14 @@ use crate::diagnostics::Result;
 use crate::progress::Event;
 
 /// How a waited-for job ended.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Finished {
     pub state: String,
     /// The run's `status.json`, when it wrote one.
     #[schemars(with = "Option<RunStatus>")]
     pub status: Option<Json>,
     /// Where the status came from: `efs`, `console`, or `none`.
-    pub source: &'static str,
+    pub source: String,
     /// The job's outcome, or the instance's own (`interrupted`,
     /// `launch_failed`, `no_status`).
     pub outcome: String,
@@ -39,25 +40,36 @@ pub struct Finished {
     pub terminated_by_bootforge: bool,
     /// Who ended the job on purpose, when someone did: such a job is never
     /// retried (see [`crate::aws::retry`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_on_purpose: Option<String>,
 }
 
-/// The exit code of `launch --wait` for an outcome: 0 succeeded, 1 the job
-/// ended otherwise (`terminated` on purpose among them), 3 no status was ever written, 4 the instance was
-/// interrupted (spot), 5 it failed to launch.
-pub fn exit_code(outcome: &str) -> i32 {
-    match outcome {
-        "succeeded" => 0,
-        "no_status" => NO_STATUS,
-        "interrupted" => 4,
-        "launch_failed" => 5,
-        _ => 1,
+impl Finished {
+    /// How an attempt whose instance is gone (in `state`) ended: its own
+    /// status, found where `source` says (`efs`, `console`), else what
+    /// EC2's StateReason tells.
+    pub fn of(
+        state: &str,
+        status: Option<Json>,
+        source: &str,
+        state_reason: Option<ec2::StateReason>,
+    ) -> Finished {
+        let (outcome, source) = match status.as_ref().and_then(|s| s["outcome"].as_str()) {
+            Some(o) => (o.to_string(), source),
+            None => (outcome_of_reason(state_reason.as_ref()).to_string(), "none"),
+        };
+        Finished {
+            state: state.to_string(),
+            exit_code: exit_code(&outcome),
+            outcome,
+            source: source.to_string(),
+            status,
+            state_reason,
+            terminated_by_bootforge: false,
+            ended_on_purpose: None,
+        }
     }
 }
-
-/// The exit code of `launch --wait` when the job wrote no status at all.
-pub const NO_STATUS: i32 = 3;
 
 /// What an instance that died without a status tells by its StateReason.
 pub fn outcome_of_reason(reason: Option<&ec2::StateReason>) -> &'static str {
@@ -124,23 +136,12 @@ pub(crate) async fn report(
             }
         };
     }
-    let (outcome, source) = match status.as_ref().and_then(|s| s["outcome"].as_str()) {
-        Some(o) => (o.to_string(), source),
-        None => (
-            outcome_of_reason(instance.state_reason.as_ref()).to_string(),
-            "none",
-        ),
-    };
-    Ok(Finished {
-        state: instance.state.clone(),
-        exit_code: exit_code(&outcome),
-        outcome,
-        source,
+    Ok(Finished::of(
+        &instance.state,
         status,
-        state_reason: instance.state_reason.clone(),
-        terminated_by_bootforge: false,
-        ended_on_purpose: None,
-    })
+        source,
+        instance.state_reason.clone(),
+    ))
 }
 
 /// How long DescribeInstances may fail in a row before `--wait` gives up.

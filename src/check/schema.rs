@@ -119,6 +119,7 @@ pub fn profile_schema(library: &Library) -> Json {
                     "log_dir": {"type": "string", "pattern": "^/", "description": "Each job writes LOG_DIR/JOB_ID"},
                     "state_dir": {"type": "string", "pattern": "^/", "description": "Local state on the instance"},
                     "host_log_dir": {"type": "string", "pattern": "^/", "description": "Where the launching host sees log_dir (for launch --wait)"},
+                    "max_running": {"type": "integer", "minimum": 1, "description": "The most jobs of this profile running at once; a launch beyond it is queued until one ends"},
                     "retry": {
                         "type": "object",
                         "additionalProperties": false,

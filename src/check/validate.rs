@@ -103,6 +103,7 @@ pub fn validate(library: &Library, name: &str, overrides: &[Override]) -> Vec<Di
             checks.catalog();
             checks.times(&compiled);
             checks.retry();
+            checks.max_running();
             checks.paths(&compiled);
             checks.secrets();
             checks.size(&compiled);
@@ -424,6 +425,12 @@ impl Checks<'_> {
                     timeout_seconds: timeout,
                 },
             );
+        }
+    }
+
+    fn max_running(&mut self) {
+        if let Some(value) = self.p.profile.job.max_running.filter(|m| *m == 0) {
+            self.report("job.max_running", Error::MaxRunning { value });
         }
     }
 

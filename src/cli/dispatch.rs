@@ -351,6 +351,35 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             *json,
         ),
         #[cfg(feature = "aws")]
+        Command::Advance {
+            place,
+            ack,
+            watch,
+            every,
+            status_grace,
+            budget,
+            json,
+        } => {
+            let name = profile_name(&mut library, place.profile.as_deref())?;
+            let compiled = compile(&library, &name, &place.sets.parse()?)?;
+            let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+            let request = aws::AdvanceRequest {
+                acks: ack,
+                watch: *watch,
+                every: every.map(seconds),
+                options: crate::aws::advance::Options {
+                    status_grace: seconds(*status_grace),
+                    budget: seconds(*budget),
+                    every: every
+                        .map(seconds)
+                        .or_else(|| watch.then_some(aws::WATCH_EVERY)),
+                },
+                json: *json,
+            };
+            let efs = place.local.then_some(place.efs.as_deref());
+            aws::advance(&library, &compiled, efs, &request)
+        }
+        #[cfg(feature = "aws")]
         Command::Reap { yes, region, json } => aws::reap(
             &crate::aws::job::region(&library, region.region.as_deref())?,
             *yes,

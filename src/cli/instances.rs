@@ -158,7 +158,12 @@ pub fn terminate_local(
 /// EC2 or the local engine.
 pub fn status(compiled: &Compiled, jobs: &std::path::Path, local: bool, json: bool) -> Result<i32> {
     let job = &compiled.profile.profile.job;
-    let files = crate::aws::status::read(jobs, &job.id)?;
+    let mut files = crate::aws::status::read(jobs, &job.id)?;
+    let index = crate::aws::index::Index::of(jobs);
+    if files.claim.queued.is_some() {
+        files.place = index.live()?.position(&job.id);
+    }
+    files.late = index.last_pass().and_then(|p| p.late(now()));
     let state = match files.claim.instance_id.clone() {
         None => None,
         Some(id) if local => local_state(&id)?,
@@ -262,6 +267,123 @@ pub fn terminate(
         record_ended_on_purpose(library, overrides, &refused, false);
         Ok(report_terminations(&done, None, json))
     })
+}
+
+/// How often `advance --watch` passes when not told.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What `advance` was asked.
+pub struct AdvanceRequest<'a> {
+    pub acks: &'a [String],
+    pub watch: bool,
+    pub every: Option<std::time::Duration>,
+    pub options: crate::aws::advance::Options,
+    pub json: bool,
+}
+
+/// `advance`: with `--ack`, the ends delivered; else one pass (with
+/// `--watch`, one every interval, each ended job acknowledged once
+/// printed). `efs`: for `--local`, the EFS folder (`Some(None)`: the
+/// default one).
+pub fn advance(
+    library: &crate::Library,
+    compiled: &Compiled,
+    efs: Option<Option<&std::path::Path>>,
+    request: &AdvanceRequest,
+) -> Result<i32> {
+    use crate::aws::advance;
+    let jobs_dir = match efs {
+        Some(efs) => local_jobs_dir(compiled, efs)?,
+        None => advance::jobs_dir(compiled),
+    };
+    if !request.acks.is_empty() {
+        let acks = request
+            .acks
+            .iter()
+            .map(|a| advance::parse_ack(a))
+            .collect::<Result<Vec<_>>>()?;
+        for unknown in advance::acknowledge(&jobs_dir, &acks)? {
+            eprintln!("warning: {unknown}: no recorded end of that run to acknowledge");
+        }
+        return Ok(0);
+    }
+    loop {
+        let mut progress = Progress::new(true);
+        let passed = match efs {
+            Some(efs) => {
+                local_pass(library, compiled, efs, request.options, &mut progress.sink())
+                    .map(|p| (p, None))
+            }
+            None => runtime()?.block_on(async {
+                advance::advance(library, compiled, request.options, &mut progress.sink())
+                    .await
+                    .map(|(p, d)| (p, Some(d)))
+            }),
+        };
+        drop(progress);
+        match passed {
+            Ok((pass, describes)) => {
+                for problem in &pass.problems {
+                    eprintln!("warning: {problem}");
+                }
+                if request.json {
+                    for r in &pass.ended {
+                        println!(
+                            "{}",
+                            serde_json::to_string(r).expect("reports serialize to JSON")
+                        );
+                    }
+                } else {
+                    reports::print_advance(&pass, describes);
+                }
+                if !request.watch {
+                    return Ok(0);
+                }
+                // Printed is delivered, for the daemon.
+                let printed: Vec<(String, u32)> =
+                    pass.ended.iter().map(|r| (r.job.clone(), r.run)).collect();
+                if let Err(e) = advance::acknowledge(&jobs_dir, &printed) {
+                    eprintln!("warning: {e}");
+                }
+            }
+            // A daemon outlives what one pass meets (EC2 unreachable…).
+            Err(e) if request.watch => eprintln!("warning: this pass failed: {e}"),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(request.every.unwrap_or(WATCH_EVERY));
+    }
+}
+
+#[cfg(feature = "smoke")]
+fn local_jobs_dir(compiled: &Compiled, efs: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+    crate::smoke::local::jobs_dir(compiled, efs)
+}
+
+#[cfg(not(feature = "smoke"))]
+fn local_jobs_dir(_: &Compiled, _: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+    Err(no_smoke())
+}
+
+#[cfg(feature = "smoke")]
+fn local_pass(
+    library: &crate::Library,
+    compiled: &Compiled,
+    efs: Option<&std::path::Path>,
+    options: crate::aws::advance::Options,
+    on: &mut dyn FnMut(crate::progress::Event),
+) -> Result<crate::aws::advance::Pass> {
+    crate::smoke::fleet::advance(library, compiled, efs, options, on)
+}
+
+#[cfg(not(feature = "smoke"))]
+fn local_pass(
+    _: &crate::Library,
+    _: &Compiled,
+    _: Option<&std::path::Path>,
+    _: crate::aws::advance::Options,
+    _: &mut dyn FnMut(crate::progress::Event),
+) -> Result<crate::aws::advance::Pass> {
+    Err(no_smoke())
 }
 
 pub fn reap(region: &str, yes: bool, json: bool) -> Result<i32> {

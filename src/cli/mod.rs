@@ -229,6 +229,45 @@ enum Command {
         #[arg(long, value_name = "N")]
         run: Option<u32>,
     },
+    /// One pass over every live job: instances asked once, statuses read,
+    /// retry policies continued, queued jobs started, deadlines reaped; prints
+    /// the jobs that ended and are not yet acknowledged.
+    #[cfg(feature = "aws")]
+    #[command(
+        after_help = "Examples:\n  bootforge advance --profile traffic-sign-gpu --json            one pass; a JSON line per ended job\n  bootforge advance --profile traffic-sign-gpu --ack run-42:1     the end of run 1 of run-42 was delivered\n  bootforge advance --watch --every 30                           the daemon, for hosts without Celery\n\nA job's end is printed by every pass until it is acknowledged (--ack, or --watch once it printed it): callbacks must be idempotent on (job, run).\nThe pass never waits on an instance; run it every 30 s or so (Celery beat: bootforge.celery.configure)."
+    )]
+    Advance {
+        #[command(flatten)]
+        place: JobPlace,
+        /// Acknowledge that the end of run RUN of job JOB was delivered
+        /// (repeatable); no pass is made.
+        #[arg(long = "ack", value_name = "JOB:RUN")]
+        ack: Vec<String>,
+        /// Pass again every --every seconds until interrupted; each ended job
+        /// is acknowledged once printed.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between passes (with --watch; 30 by default), or how often
+        /// passes are meant to come: recorded, so that `status` and `jobs`
+        /// tell when they stop.
+        #[arg(long, value_name = "SECONDS")]
+        every: Option<f64>,
+        /// Seconds to look for a status after its instance is gone (an NFS
+        /// client may show a new file late).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 30.0,
+            env = "BOOTFORGE_STATUS_GRACE"
+        )]
+        status_grace: f64,
+        /// No attempt is launched once a pass has run this long; the rest
+        /// waits for the next pass.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        budget: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Terminate bootforge instances, by id or by job; never anything else.
     #[cfg(feature = "aws")]
     #[command(
@@ -392,6 +431,9 @@ pub enum SchemaOf {
     Profile,
     /// What `launch --json` prints.
     Launch,
+    /// Each line `advance --json` prints: a job that ended (as `launch
+    /// --wait --json` reports it).
+    Advance,
     /// What `status JOB --json` prints.
     Status,
     /// A run's `status.json`, as the runner writes it on the EFS.

@@ -250,6 +250,23 @@ mod aws {
 
     /// `launch`'s lines: the instance, then how its run ended.
     pub fn print_launch(r: &Report) {
+        if let Some(q) = &r.queued {
+            println!(
+                "queued job {} run {}: place {} among the queued jobs of profile {}, since {}: {}{}",
+                r.job,
+                r.run,
+                q.place,
+                r.profile,
+                q.since,
+                q.reason,
+                q.retry_at
+                    .as_deref()
+                    .map(|at| format!(" (tried again from {at})"))
+                    .unwrap_or_default()
+            );
+            println!("  a pass of `bootforge advance` starts it when its turn comes");
+            return;
+        }
         println!(
             "{} {} {} ({}) in {}, private IP {}, {}/h, {} at the timeout, deadline {}",
             if r.found_finished {
@@ -259,7 +276,7 @@ mod aws {
             } else {
                 "found"
             },
-            r.instance_id,
+            r.instance_id.as_deref().unwrap_or("-"),
             r.state,
             r.instance_type,
             r.subnet.as_deref().unwrap_or("?"),
@@ -312,6 +329,41 @@ mod aws {
         if let Some(why) = &r.retry {
             println!("  not retried: {why}");
         }
+    }
+
+    /// `advance`'s lines: what the pass did, then each job that ended.
+    pub fn print_advance(p: &crate::aws::advance::Pass, describes: Option<usize>) {
+        for line in &p.launched {
+            println!("launched: {line}");
+        }
+        for line in &p.terminated {
+            println!("terminated: {line}");
+        }
+        for r in &p.ended {
+            let Some(f) = &r.wait else { continue };
+            println!(
+                "ended: job {} run {} {} (exit code {}) after {} attempt{}, {}{}",
+                r.job,
+                r.run,
+                f.outcome,
+                f.exit_code,
+                r.history.attempts.len().max(1),
+                if r.history.attempts.len() > 1 { "s" } else { "" },
+                money(r.history.cost_usd),
+                r.retry
+                    .as_deref()
+                    .map(|why| format!("; {why}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "{} jobs followed, {} ended and not yet acknowledged{}",
+            p.followed,
+            p.ended.len(),
+            describes
+                .map(|d| format!(", {d} DescribeInstances calls"))
+                .unwrap_or_default()
+        );
     }
 
     fn hms(seconds: u64) -> String {

@@ -85,6 +85,9 @@ pub struct Compiled {
     /// Extra MIME parts after the cloud-config one.
     pub parts: Vec<Part>,
     pub payload: Payload,
+    /// The `--set` arguments it was compiled with, as given: with the
+    /// profile's name, what compiles the same payload again.
+    pub sets: Vec<String>,
 }
 
 impl Compiled {
@@ -157,6 +160,7 @@ pub fn compile(library: &Library, name: &str, overrides: &[Override]) -> Result<
         files,
         parts,
         payload,
+        sets: overrides.iter().map(|o| o.arg.clone()).collect(),
     })
 }
 

@@ -192,6 +192,11 @@ pub struct Job {
     /// outcomes named; absent, every outcome ends the job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// The most jobs of this profile that run at once (each holds a GPU
+    /// instance); a launch beyond it is queued until one ends. Absent: no
+    /// limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
 }
 
 /// A job's retry policy: which outcomes start another attempt of the same
@@ -280,6 +285,7 @@ impl Default for Job {
             state_dir: "/var/lib/bootforge".to_string(),
             host_log_dir: None,
             retry: None,
+            max_running: None,
         }
     }
 }

@@ -204,6 +204,8 @@ pub enum Error {
     },
     /// A part of a retry policy that never takes effect (warning).
     RetryNoEffect { key: &'static str, why: String },
+    /// `job.max_running` that no job could ever start under (error).
+    MaxRunning { value: u32 },
     /// A grace too short for the finalizer (error) or long enough to pay
     /// for a stuck instance (warning).
     GraceBounds { grace: String, too_long: bool },
@@ -339,6 +341,7 @@ impl Error {
             Error::TimeoutBounds { .. } => "timeout-bounds",
             Error::RetryPolicy { .. } => "retry-policy",
             Error::RetryNoEffect { .. } => "retry-no-effect",
+            Error::MaxRunning { .. } => "max-running",
             Error::GraceBounds { .. } | Error::FinalizerPastGrace { .. } => "grace-bounds",
             Error::NoDeadman => "no-deadman",
             Error::SetupBudget { .. } => "setup-budget",

@@ -220,6 +220,7 @@ impl Error {
             ),
             Error::RetryPolicy { problem, .. } => format!("the retry policy {problem}"),
             Error::RetryNoEffect { key, why } => format!("`job.retry.{key}` has no effect: {why}"),
+            Error::MaxRunning { value } => format!("`job.max_running` is {value}: no job of this profile could ever start"),
             Error::TimeoutBounds {
                 timeout,
                 too_long: true,
@@ -355,6 +356,7 @@ impl Error {
                 "give `job.retry` 1 to {max_attempts} attempts in all and at least one outcome in `on` ({outcomes}), or remove it"
             )),
             Error::RetryNoEffect { key, .. } => Some(format!("remove `job.retry.{key}`, or change what it depends on")),
+            Error::MaxRunning { .. } => Some("give it 1 or more, or remove it for no limit".to_string()),
             Error::TimeoutBounds { too_long: true, .. } => Some("split the job, or raise this check's bound in bootforge if you mean it".to_string()),
             Error::GraceBounds { too_long: false, .. } => Some("give it at least 1m; 5m to 10m is usual".to_string()),
             Error::FinalizerPastGrace { finalize_seconds, .. } => Some(format!("make the grace at least kill_after + {finalize_seconds}s (the finalizer's bound, snippets.shutdown-trap.finalize_seconds)")),

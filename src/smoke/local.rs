@@ -13,11 +13,13 @@ use super::environment;
 use super::image::{image, image_exists};
 use super::instances::{REASON_FILE, folder, get, gone, start, terminate};
 use crate::aws::claim::{Claim, Claims};
+use crate::aws::decide::{Decision, claim_step, settle, still_starting};
 use crate::aws::ec2::Instance;
-use crate::aws::job::{Report, Step, local_claims, next_step};
-use crate::aws::operate::{Decision, Launched, claim_step, settle, still_starting};
+use crate::aws::job::{QUEUED_LOOK, deliver, local_claims};
+use crate::aws::operate::{Launched, Started};
 use crate::aws::plan::plan;
-use crate::aws::wait::{Finished, Follow, Intervals, console_status, exit_code, read_status};
+use crate::aws::report::{Report, Step, max_attempts, next_step, queued, recorded};
+use crate::aws::wait::{Finished, Follow, Intervals, console_status, read_status};
 use crate::clock::{now, parse_rfc3339};
 use crate::compile::Compiled;
 use crate::compile::paths::holder;
@@ -195,8 +197,9 @@ fn wait(
 
 /// How the run of a gone local instance ended: its own status from the
 /// EFS folder, else from its console (shut down from outside, the EFS was
-/// gone before the status), else none.
-fn ended(
+/// gone before the status), else none; its StateReason as the rehearsal
+/// recorded it.
+pub(crate) fn ended(
     instance: &Instance,
     claim: &Claim,
     job_dir: &Path,
@@ -209,27 +212,20 @@ fn ended(
         let console = std::fs::read_to_string(folder(claim).join("log/cloud-init-output.log"));
         status = console.ok().and_then(|c| console_status(&c, &instance.id));
     }
-    let outcome = status
-        .as_ref()
-        .and_then(|s| s["outcome"].as_str())
-        .unwrap_or("no_status")
-        .to_string();
-    let state_reason = std::fs::read_to_string(folder(claim).join(REASON_FILE))
+    let mut finished = Finished::of("terminated", status, source, state_reason(claim));
+    finished.terminated_by_bootforge = terminated_by_bootforge;
+    finished
+}
+
+/// Why the local instance of `claim`'s attempt ended, as EC2's StateReason
+/// would say, when the rehearsal recorded it.
+pub(crate) fn state_reason(claim: &Claim) -> Option<crate::aws::ec2::StateReason> {
+    std::fs::read_to_string(folder(claim).join(REASON_FILE))
         .ok()
         .map(|code| crate::aws::ec2::StateReason {
             message: format!("{}: as a local instance rehearses it", code.trim()),
             code: code.trim().to_string(),
-        });
-    Finished {
-        state: "terminated".to_string(),
-        source: if status.is_some() { source } else { "none" },
-        exit_code: exit_code(&outcome),
-        outcome,
-        status,
-        state_reason,
-        terminated_by_bootforge,
-        ended_on_purpose: None,
-    }
+        })
 }
 
 /// `launch --local --dry-run`: whether a local launch could start (the
@@ -245,14 +241,7 @@ pub fn dry_run(compiled: &Compiled, efs: Option<&Path>) -> Result<crate::aws::ec
     }
     let efs = efs_root(compiled, efs)?;
     let host_dir = host_log_dir(compiled, &mounts(compiled), &efs)?;
-    let claim = Claim::new(
-        &compiled.profile.name,
-        &compiled.profile.profile.job.id,
-        1,
-        &compiled.payload.sha256(),
-        now(),
-    );
-    plan(compiled, &claim)?;
+    plan(compiled, &crate::aws::decide::fresh_claim(compiled, now()))?;
     Ok(crate::aws::ec2::DryRun {
         allowed: true,
         message: format!(
@@ -266,25 +255,32 @@ pub fn dry_run(compiled: &Compiled, efs: Option<&Path>) -> Result<crate::aws::ec
 /// `launch --local`: one job, one container, under the job's claim on the
 /// EFS folder, as `launch` does with EC2.
 pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event)) -> Result<Report> {
-    let image = image();
-    if !image_exists(&image)? {
-        return Err(environment(
-            format!("the smoke image {image} is not built"),
-            "build it with `bootforge smoke image`",
-        ));
-    }
-    let efs = efs_root(compiled, request.efs.as_deref())?;
-    let mounts = mounts(compiled);
-    let host_dir = host_log_dir(compiled, &mounts, &efs)?;
-    std::fs::create_dir_all(&host_dir).map_err(|e| Error::io(&host_dir, "create directory", e))?;
+    let (efs, mounts, claims) = place(compiled, request.efs.as_deref())?;
     let job = compiled.profile.profile.job.id.clone();
-    let claims = Claims::open(&host_dir, &local_claims(), &job)?;
+    let policy = compiled.profile.profile.job.retry.as_ref();
     on(Event::Phase(format!("claiming job {job}")));
     let mut rerun = request.rerun;
     loop {
-        let launched = claim_attempt(compiled, &claims, rerun, &efs, &mounts, on)?;
+        let started = claim_attempt(compiled, &claims, rerun, &efs, &mounts, on)?;
         rerun = false;
-        let found_finished = launched.finished.is_some();
+        let launched = match started {
+            Started::Instance(launched) => *launched,
+            Started::Ended(claim) => return deliver(&claims, recorded(&claim)?, request.wait),
+            Started::Queued(claim, place) => {
+                if !request.wait {
+                    return Ok(queued(
+                        &claim,
+                        max_attempts(policy),
+                        "",
+                        place,
+                        &claims,
+                    ));
+                }
+                on(Event::Phase(format!("queued (place {place})")));
+                std::thread::sleep(QUEUED_LOOK);
+                continue;
+            }
+        };
         let finished = match (launched.finished.clone(), request.wait) {
             (Some(f), _) => Some(f),
             (None, true) => {
@@ -303,15 +299,37 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
             }
             (None, false) => None,
         };
-        match next_step(compiled, &claims, launched, finished, found_finished, on)? {
+        match next_step(policy, &claims, launched, finished, request.wait, on)? {
             Step::Report(report) => return Ok(*report),
             Step::Again => {}
         }
     }
 }
 
+/// Where a local job lives: the EFS folder, the profile's mounts in it, and
+/// the job's claims in its host log directory there.
+pub(crate) fn place(
+    compiled: &Compiled,
+    efs: Option<&Path>,
+) -> Result<(PathBuf, Vec<EfsMount>, Claims)> {
+    let image = image();
+    if !image_exists(&image)? {
+        return Err(environment(
+            format!("the smoke image {image} is not built"),
+            "build it with `bootforge smoke image`",
+        ));
+    }
+    let efs = efs_root(compiled, efs)?;
+    let mounts = mounts(compiled);
+    let host_dir = host_log_dir(compiled, &mounts, &efs)?;
+    std::fs::create_dir_all(&host_dir).map_err(|e| Error::io(&host_dir, "create directory", e))?;
+    let claims = Claims::open(&host_dir, &local_claims(), &compiled.profile.profile.job.id)?;
+    Ok((efs, mounts, claims))
+}
+
 /// The claim's decision for the job's current attempt, carried out: a
-/// container started for it, or the one it has (found gone: its outcome).
+/// container started for it, or the one it has (found gone: its outcome),
+/// or the job queued, or its recorded end.
 fn claim_attempt(
     compiled: &Compiled,
     claims: &Claims,
@@ -319,7 +337,7 @@ fn claim_attempt(
     efs: &Path,
     mounts: &[EfsMount],
     on: &mut dyn FnMut(Event),
-) -> Result<Launched> {
+) -> Result<Started> {
     let job = &compiled.profile.profile.job.id;
     let start = Instant::now();
     loop {
@@ -330,25 +348,7 @@ fn claim_attempt(
         };
         match claim_step(claims, compiled, rerun, over)? {
             Decision::Launch(claim) => {
-                on(Event::Phase(format!(
-                    "booting run {} attempt {} of job {job}",
-                    claim.run, claim.attempt
-                )));
-                let instance = match start_run(compiled, claims, &claim, efs, mounts) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        settle(claims, claim.key(), None, Some(e.to_string()))?;
-                        return Err(e);
-                    }
-                };
-                on(Event::Progress(format!(
-                    "job {job} run {} attempt {}: {} started (EFS {})",
-                    claim.run,
-                    claim.attempt,
-                    instance.id,
-                    efs.display()
-                )));
-                return Ok(launched(true, &claim, instance, None, claims));
+                return start_attempt(compiled, claims, claim, efs, mounts, on);
             }
             Decision::Attach(claim) => {
                 let id = claim.instance_id.clone().unwrap_or_default();
@@ -356,15 +356,17 @@ fn claim_attempt(
                     "job {job} run {} attempt {} already has instance {id}: not launching another",
                     claim.run, claim.attempt
                 )));
-                return Ok(match get(&id)? {
+                return Ok(Started::Instance(Box::new(match get(&id)? {
                     Some(i) if i.state != "terminated" => launched(false, &claim, i, None, claims),
                     _ => {
                         let gone = gone(&id, &claim);
                         let finished = ended(&gone, &claim, claims.dir(), false);
                         launched(false, &claim, gone, Some(finished), claims)
                     }
-                });
+                })));
             }
+            Decision::Queued(claim, place) => return Ok(Started::Queued(Box::new(claim), place)),
+            Decision::Ended(claim) => return Ok(Started::Ended(Box::new(claim))),
             Decision::Refuse(message) => return Err(Error::Usage { message }),
             Decision::Wait(claim) => {
                 still_starting(claims, &claim, start)?;
@@ -372,6 +374,40 @@ fn claim_attempt(
             }
         }
     }
+}
+
+/// Starts the container of `claim`'s attempt (claimed by this process),
+/// and records it in the claim.
+pub(crate) fn start_attempt(
+    compiled: &Compiled,
+    claims: &Claims,
+    claim: Claim,
+    efs: &Path,
+    mounts: &[EfsMount],
+    on: &mut dyn FnMut(Event),
+) -> Result<Started> {
+    let job = &claim.job;
+    on(Event::Phase(format!(
+        "booting run {} attempt {} of job {job}",
+        claim.run, claim.attempt
+    )));
+    let instance = match start_run(compiled, claims, &claim, efs, mounts) {
+        Ok(i) => i,
+        Err(e) => {
+            settle(claims, claim.key(), None, Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    on(Event::Progress(format!(
+        "job {job} run {} attempt {}: {} started (EFS {})",
+        claim.run,
+        claim.attempt,
+        instance.id,
+        efs.display()
+    )));
+    Ok(Started::Instance(Box::new(launched(
+        true, &claim, instance, None, claims,
+    ))))
 }
 
 /// Starts the run's container and records it in the claim.

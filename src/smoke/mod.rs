@@ -14,6 +14,8 @@ mod boot;
 mod checks;
 mod image;
 #[cfg(feature = "aws")]
+pub mod fleet;
+#[cfg(feature = "aws")]
 pub mod instances;
 #[cfg(feature = "aws")]
 pub mod local;

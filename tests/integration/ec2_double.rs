@@ -308,3 +308,41 @@ fn a_denied_instance_fails_the_whole_terminate_call() {
         assert_eq!(state(allowed).await, "terminated");
     });
 }
+
+#[test]
+fn a_new_instance_is_pending_before_it_runs() {
+    let Some((w, proxy, client)) = double(Faults {
+        pending_for: Duration::from_secs(2),
+        ..Faults::default()
+    }) else {
+        return;
+    };
+    let state = |id: &str| {
+        w.rt.block_on(async {
+            client
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .reservations()[0]
+                .instances()[0]
+                .state()
+                .unwrap()
+                .name()
+                .unwrap()
+                .as_str()
+                .to_string()
+        })
+    };
+    let id = w.rt.block_on(run(&w, &client, "token-10", "g6e.xlarge")).unwrap();
+    assert_eq!(state(&id), "pending");
+    let booted = proxy.booted();
+    assert_eq!(booted.len(), 1);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(state(&id), "running");
+    assert!(booted[0].1 <= std::time::Instant::now());
+    proxy.power_off(&id);
+    assert_eq!(state(&id), "terminated");
+    assert!(proxy.booted().is_empty(), "an instance EC2 ended is not booted");
+}

@@ -1,7 +1,11 @@
 //! Integration tests: one binary, one module per capability. They drive the
 //! real `bootforge` binary through [`Test`].
 
+#[cfg(feature = "aws")]
+mod advance;
 mod architecture;
+#[cfg(feature = "aws")]
+mod celery;
 mod cli;
 mod compile;
 #[cfg(feature = "aws")]

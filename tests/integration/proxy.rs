@@ -24,6 +24,9 @@
 //!   an instance that powers itself off ends `Client.InstanceInitiatedShutdown`
 //!   (moto gives every termination `Client.UserInitiatedShutdown`, the
 //!   reason of a TerminateInstances call).
+//! - A new instance is `pending` for a while before `running`
+//!   (`pending_for`; moto starts every instance running at once), as EC2
+//!   boots one.
 //! - DescribeSpotPriceHistory as EC2 answers it: a price per zone and type
 //!   near the market's (moto answers 0.00001 for everything).
 //! - Every call is counted with its time.
@@ -59,6 +62,9 @@ pub struct Faults {
     pub deny_dry_run: bool,
     /// New instances are invisible this long after RunInstances.
     pub hide_for: Duration,
+    /// New instances are `pending` this long after RunInstances, then
+    /// `running`.
+    pub pending_for: Duration,
     /// RunInstances takes at least this long (calls overlap in flight).
     pub run_delay: Duration,
     /// No ClientToken semantics at all: every RunInstances launches.
@@ -229,6 +235,17 @@ impl Proxy {
             .iter()
             .filter(|(_, a)| a.starts_with("RunInstances") && !a.ends_with("dry-run"))
             .cloned()
+            .collect()
+    }
+
+    /// The instances RunInstances started, each with when EC2 shows it
+    /// `running` (after `pending_for`), leaving out those EC2 ended.
+    pub fn booted(&self) -> Vec<(String, Instant)> {
+        let s = self.state.lock().unwrap();
+        s.created
+            .iter()
+            .filter(|(id, _)| !s.reasons.contains_key(*id))
+            .map(|(id, at)| (id.clone(), *at + s.faults.pending_for))
             .collect()
     }
 
@@ -496,6 +513,7 @@ fn reservations(xml: &str) -> Vec<(usize, usize)> {
 fn rewrite_describe(
     xml: &str,
     hidden: &[String],
+    pending: &[String],
     reasons: &HashMap<String, (String, String)>,
 ) -> String {
     let mut out = String::with_capacity(xml.len());
@@ -510,6 +528,18 @@ fn rewrite_describe(
         }
         let ended = between(item, "instanceState")
             .is_some_and(|s| s.contains("terminated") || s.contains("shutting-down"));
+        let booting;
+        let item = match (item.find("<instanceState>"), item.find("</instanceState>")) {
+            (Some(a), Some(b)) if pending.contains(&id) && item[a..b].contains(">running<") => {
+                booting = format!(
+                    "{}<instanceState><code>0</code><name>pending</name></instanceState>{}",
+                    &item[..a],
+                    &item[b + "</instanceState>".len()..]
+                );
+                booting.as_str()
+            }
+            _ => item,
+        };
         match reasons.get(&id).filter(|_| ended) {
             Some((code, message)) => {
                 let reason = format!(
@@ -626,11 +656,17 @@ fn answer(
             "Request limit exceeded.",
         ));
     }
-    let hide_for = s.faults.hide_for;
+    let (hide_for, pending_for) = (s.faults.hide_for, s.faults.pending_for);
     let hidden: Vec<String> = s
         .created
         .iter()
         .filter(|(_, at)| at.elapsed() < hide_for)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let pending: Vec<String> = s
+        .created
+        .iter()
+        .filter(|(_, at)| at.elapsed() < pending_for)
         .map(|(id, _)| id.clone())
         .collect();
     if let Some(id) = named.iter().find(|id| hidden.contains(id)) {
@@ -648,7 +684,12 @@ fn answer(
             if !answer.starts_with(b"HTTP/1.1 200") {
                 return Some(answer);
             }
-            return Some(ok(&rewrite_describe(&body_of(&answer), &hidden, &reasons)));
+            return Some(ok(&rewrite_describe(
+                &body_of(&answer),
+                &hidden,
+                &pending,
+                &reasons,
+            )));
         }
         "DescribeSpotPriceHistory" => return Some(spot_price_history(&p)),
         "GetConsoleOutput" => {
