@@ -64,7 +64,9 @@ def test_an_unknown_profile_fails_at_configure_time() -> None:
         bootforge.celery.configure(app(), "no-such-profile")
 
 
-def test_a_pass_that_fails_waits_for_the_next_and_a_wrong_one_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pass_that_fails_waits_for_the_next_and_a_wrong_one_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     made = app()
     # EC2 does not answer: the pass says so in the log, the next one tries again.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

@@ -15,9 +15,6 @@ requirements' environment was had, its size and the seconds it took
 `claim` names the launcher's claim on the job, when there is one: it gives
 the attempt of the run this instance is, and the market and price of the
 request that launched it.
-
-`schema_version` says which shape this is: readers accept earlier and
-shorter documents, and ignore fields they do not know.
 """
 import json
 import sys

@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 
 use crate::aws::claim::{Claim, Claims};
 use crate::aws::decide::{Decision, claim_step};
-use crate::aws::ec2::{self, Instance};
+use crate::aws::ec2::Instance;
 use crate::aws::index::{Entry, Index, LastPass, end_of_report};
 use crate::aws::operate::{Launched, Started};
 use crate::aws::plan::RunRequest;
@@ -176,7 +176,10 @@ pub(crate) async fn pass<F: Fleet>(
         let Some(finished) = finished(fleet, job, &instance, options, now).await? else {
             continue;
         };
-        let result = after(fleet, library, job, instance, finished, &options, started, on).await;
+        let result = after(
+            fleet, library, job, instance, finished, &options, started, on,
+        )
+        .await;
         match result {
             Ok(Some(ended)) => record(&job.claims, ended, &mut done),
             Ok(None) => {}
@@ -259,7 +262,12 @@ async fn finished<F: Fleet>(
 ) -> Result<Option<Finished>> {
     let claim = &job.claim;
     let mut finished = match read_status(job.claims.dir(), &instance.id) {
-        Some(status) => Finished::of("terminated", Some(status), "efs", instance.state_reason.clone()),
+        Some(status) => Finished::of(
+            "terminated",
+            Some(status),
+            "efs",
+            instance.state_reason.clone(),
+        ),
         None => {
             let since = match claim.gone_since {
                 Some(since) => since,
@@ -279,7 +287,12 @@ async fn finished<F: Fleet>(
                 return Ok(None);
             }
             let console = fleet.console(instance, claim).await;
-            Finished::of("terminated", console, "console", instance.state_reason.clone())
+            Finished::of(
+                "terminated",
+                console,
+                "console",
+                instance.state_reason.clone(),
+            )
         }
     };
     finished.terminated_by_bootforge = claim.reaped.as_deref() == Some(instance.id.as_str());
@@ -370,7 +383,13 @@ async fn after<F: Fleet>(
     });
     let now = now();
     let launched = attached(claim, &job.claims, instance);
-    let verdict = retry::after(policy.as_ref(), claim, &launched.instance, &mut finished, now);
+    let verdict = retry::after(
+        policy.as_ref(),
+        claim,
+        &launched.instance,
+        &mut finished,
+        now,
+    );
     let why = match verdict {
         Verdict::Next(ended) => {
             if started.elapsed() > options.budget {
@@ -456,7 +475,9 @@ async fn promote<F: Fleet>(
             "job {} is queued, and its profile {} does not compile here: {e}",
             job.claim.job, job.claim.profile
         ),
-        help: Some("give this host the job's profile, or `bootforge terminate --job` it".to_string()),
+        help: Some(
+            "give this host the job's profile, or `bootforge terminate --job` it".to_string(),
+        ),
     })?;
     match claim_step(&job.claims, &compiled, false, false)? {
         Decision::Launch(claim) => {
@@ -582,129 +603,6 @@ pub fn parse_ack(text: &str) -> Result<(String, u32)> {
         return Err(usage());
     }
     Ok((job.to_string(), run))
-}
-
-/// EC2 as a pass sees it: one client per region the jobs are in.
-pub(crate) struct Ec2 {
-    region: String,
-    clients: HashMap<String, aws_sdk_ec2::Client>,
-    /// The DescribeInstances calls the pass made.
-    pub describes: usize,
-}
-
-impl Ec2 {
-    pub(crate) fn new(region: &str) -> Ec2 {
-        Ec2 {
-            region: region.to_string(),
-            clients: HashMap::new(),
-            describes: 0,
-        }
-    }
-
-    async fn client(&mut self, region: Option<&str>) -> aws_sdk_ec2::Client {
-        let region = region.unwrap_or(&self.region).to_string();
-        if let Some(c) = self.clients.get(&region) {
-            return c.clone();
-        }
-        let c = ec2::client(&region).await;
-        self.clients.insert(region, c.clone());
-        c
-    }
-}
-
-impl Fleet for Ec2 {
-    async fn look(&mut self, claimed: &[(&str, &Claim)]) -> Result<HashMap<String, Instance>> {
-        let mut regions: Vec<Option<&str>> = claimed.iter().map(|(_, c)| c.region.as_deref()).collect();
-        regions.sort();
-        regions.dedup();
-        let mut seen = HashMap::new();
-        for region in regions {
-            let client = self.client(region).await;
-            self.describes += 1;
-            for i in ec2::every_bootforge_instance(&client).await? {
-                seen.insert(i.id.clone(), i);
-            }
-            // A new instance may be missing from filtered answers a while.
-            let missing: Vec<String> = claimed
-                .iter()
-                .filter(|(id, c)| c.region.as_deref() == region && !seen.contains_key(*id))
-                .map(|(id, _)| id.to_string())
-                .collect();
-            if !missing.is_empty() {
-                self.describes += 1;
-                for i in ec2::with_ids(&client, &missing).await? {
-                    seen.insert(i.id.clone(), i);
-                }
-            }
-        }
-        Ok(seen)
-    }
-
-    fn missing(&self, id: &str, claim: &Claim) -> Instance {
-        crate::aws::operate::from_claim(id, claim)
-    }
-
-    async fn console(&mut self, instance: &Instance, claim: &Claim) -> Option<Json> {
-        let client = self.client(claim.region.as_deref()).await;
-        let text = ec2::console_output(&client, &instance.id).await.ok()?;
-        crate::aws::wait::console_status(&text, &instance.id)
-    }
-
-    async fn start(
-        &mut self,
-        compiled: &Compiled,
-        claims: &Claims,
-        claim: Claim,
-        on: &mut dyn FnMut(Event),
-    ) -> Result<Started> {
-        let client = self
-            .client(Some(&compiled.profile.profile.instance.region))
-            .await;
-        crate::aws::operate::launch_run(&client, compiled, claims, claim, on, false).await
-    }
-
-    async fn terminate(&mut self, instances: &[(Instance, Option<String>)]) -> Vec<Termination> {
-        let mut done = Vec::new();
-        let mut regions: Vec<Option<String>> = instances.iter().map(|(_, r)| r.clone()).collect();
-        regions.sort();
-        regions.dedup();
-        for region in regions {
-            let client = self.client(region.as_deref()).await;
-            let these: Vec<Instance> = instances
-                .iter()
-                .filter(|(_, r)| *r == region)
-                .map(|(i, _)| i.clone())
-                .collect();
-            done.extend(crate::aws::reap::terminate_by_profile(&client, &these).await);
-        }
-        done
-    }
-}
-
-/// One pass of `advance` over the jobs of `compiled`'s profile's jobs
-/// folder (its `host_log_dir`), their instances on EC2.
-pub async fn advance(
-    library: &Library,
-    compiled: &Compiled,
-    options: Options,
-    on: &mut dyn FnMut(Event),
-) -> Result<(Pass, usize)> {
-    let jobs_dir = jobs_dir(compiled);
-    let mut fleet = Ec2::new(&compiled.profile.profile.instance.region);
-    let done = pass(&mut fleet, library, &jobs_dir, options, on).await?;
-    Ok((done, fleet.describes))
-}
-
-/// The folder of the jobs of `compiled`'s profile on this host: its
-/// `host_log_dir`, or where this host keeps claims when that is not here.
-pub fn jobs_dir(compiled: &Compiled) -> std::path::PathBuf {
-    let job = &compiled.profile.profile.job;
-    let host_dir = Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
-    if host_dir.is_dir() {
-        host_dir.to_path_buf()
-    } else {
-        crate::aws::job::local_claims()
-    }
 }
 
 #[cfg(test)]

@@ -224,7 +224,9 @@ impl Claim {
 
     /// Whether the end of its run was delivered.
     pub fn reported(&self) -> bool {
-        self.acknowledged.as_ref().is_some_and(|a| a.run == self.run)
+        self.acknowledged
+            .as_ref()
+            .is_some_and(|a| a.run == self.run)
     }
 
     /// Whether its run has ended (its end is recorded).

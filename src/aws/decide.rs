@@ -271,26 +271,28 @@ pub fn claim_step(
 pub fn requeue(claims: &Claims, key: (u32, u32), why: &str) -> Result<Option<Claim>> {
     let index = Index::of(claims.jobs_dir());
     claims
-        .update(|c| match c.filter(|c| c.key() == key && c.instance_id.is_none()) {
-            Some(mut c) => {
-                let now = now();
-                let quota_errors = c.queued.as_ref().map_or(0, |q| q.quota_errors) + 1;
-                c.queued = Some(Queued {
-                    since: c.launched_at,
-                    reason: format!("the account's quota: {why}"),
-                    retry_at: Some(now + QUOTA_RETRY.as_secs()),
-                    quota_errors,
-                });
-                c.failed = None;
-                c.heartbeat = now;
-                let entry = Entry::of(&c, None);
-                let indexed = index.update(|live| {
-                    live.put(entry);
-                });
-                (Some(c.clone()), indexed.map(|()| Some(c)))
-            }
-            None => (None, Ok(None)),
-        })
+        .update(
+            |c| match c.filter(|c| c.key() == key && c.instance_id.is_none()) {
+                Some(mut c) => {
+                    let now = now();
+                    let quota_errors = c.queued.as_ref().map_or(0, |q| q.quota_errors) + 1;
+                    c.queued = Some(Queued {
+                        since: c.launched_at,
+                        reason: format!("the account's quota: {why}"),
+                        retry_at: Some(now + QUOTA_RETRY.as_secs()),
+                        quota_errors,
+                    });
+                    c.failed = None;
+                    c.heartbeat = now;
+                    let entry = Entry::of(&c, None);
+                    let indexed = index.update(|live| {
+                        live.put(entry);
+                    });
+                    (Some(c.clone()), indexed.map(|()| Some(c)))
+                }
+                None => (None, Ok(None)),
+            },
+        )
         .and_then(|r| r)
 }
 
@@ -356,7 +358,8 @@ mod tests {
     #[test]
     fn the_claim_decides_launch_attach_wait_queue_report_or_refuse() {
         let fresh = Claim::new("p", "j", 1, "sha", 1_010);
-        let d = |c: Option<&Claim>, rerun: bool, ended: bool| decide(c, &fresh, rerun, ended, 1_010);
+        let d =
+            |c: Option<&Claim>, rerun: bool, ended: bool| decide(c, &fresh, rerun, ended, 1_010);
         assert!(
             matches!(d(None, false, false), Decision::Launch(c) if c.run == 1 && c.launched_at == 1_010)
         );
@@ -506,7 +509,10 @@ mod tests {
         assert_eq!(c.region.as_deref(), Some("us-east-2"));
         let second = Claims::open(dir.path(), dir.path(), "second").unwrap();
         let d = claim_step(&second, &compile("second"), false, false).unwrap();
-        assert!(matches!(&d, Decision::Queued(c, 1) if c.queued.is_some()), "{d:?}");
+        assert!(
+            matches!(&d, Decision::Queued(c, 1) if c.queued.is_some()),
+            "{d:?}"
+        );
         assert!(second.read().unwrap().unwrap().queued.is_some());
         // Asked again while the first runs: still queued, nothing launched.
         let d = claim_step(&second, &compile("second"), false, false).unwrap();

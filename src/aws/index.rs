@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::aws::claim::{CLAIM_FILE, Claim, EndedAttempt};
-pub use crate::aws::status::{End, end_of_report};
 use crate::aws::files::{Lock, replace};
+pub use crate::aws::status::{End, end_of_report};
 use crate::check::catalog;
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::diagnostics::{Error, Result};
@@ -221,12 +221,18 @@ pub struct Index {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Environment {
-            message: format!("{} is not an index bootforge can read ({e})", path.display()),
-            help: Some(
-                "move the file aside: the index is built again from the jobs' claims".to_string(),
-            ),
-        }),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Environment {
+                message: format!(
+                    "{} is not an index bootforge can read ({e})",
+                    path.display()
+                ),
+                help: Some(
+                    "move the file aside: the index is built again from the jobs' claims"
+                        .to_string(),
+                ),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, "read", e)),
     }
@@ -280,9 +286,15 @@ impl Index {
         };
         let before = live.clone();
         let out = change(&mut live);
-        reported.extend(live.jobs.iter().filter(|e| e.state == State::Reported).cloned());
+        reported.extend(
+            live.jobs
+                .iter()
+                .filter(|e| e.state == State::Reported)
+                .cloned(),
+        );
         live.jobs.retain(|e| e.state != State::Reported);
-        live.jobs.sort_by(|a, b| (a.since, &a.job).cmp(&(b.since, &b.job)));
+        live.jobs
+            .sort_by(|a, b| (a.since, &a.job).cmp(&(b.since, &b.job)));
         live.schema_version = live.schema_version.max(INDEX_SCHEMA);
         self.archive(reported)?;
         if live != before || !path.exists() {
@@ -302,7 +314,8 @@ impl Index {
             let path = self.dir().join(format!("ended-{month}.json"));
             let mut file: Month = read_json(&path)?.unwrap_or_default();
             for e in entries {
-                file.jobs.retain(|old| (&old.job, old.run) != (&e.job, e.run));
+                file.jobs
+                    .retain(|old| (&old.job, old.run) != (&e.job, e.run));
                 file.jobs.push(e);
             }
             file.schema_version = file.schema_version.max(INDEX_SCHEMA);
@@ -328,8 +341,8 @@ impl Index {
         months.sort_by(|a, b| b.cmp(a));
         let mut found = Vec::new();
         for month in months {
-            let file: Month = read_json(&self.dir().join(format!("ended-{month}.json")))?
-                .unwrap_or_default();
+            let file: Month =
+                read_json(&self.dir().join(format!("ended-{month}.json")))?.unwrap_or_default();
             found.extend(file.jobs);
         }
         Ok(found)
@@ -390,8 +403,8 @@ fn ended_before_index(claim: &Claim, dir: &Path) -> Option<End> {
         return None;
     }
     let instance = claim.instance_id.as_deref()?;
-    let status: Json = serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).ok()?)
-        .ok()?;
+    let status: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).ok()?).ok()?;
     if status["instance_id"].as_str() != Some(instance) || status["final"] == false {
         return None;
     }
@@ -409,13 +422,19 @@ fn ended_before_index(claim: &Claim, dir: &Path) -> Option<End> {
         attempt: claim.attempt,
         instance_id: instance.to_string(),
         instance_type: request.map_or_else(
-            || status["instance_type"].as_str().unwrap_or_default().to_string(),
+            || {
+                status["instance_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            },
             |r| r.instance_type.clone(),
         ),
-        market: request.map_or("unknown", |r| {
-            crate::compile::model::Market::of_request(r.spot).name()
-        })
-        .to_string(),
+        market: request
+            .map_or("unknown", |r| {
+                crate::compile::model::Market::of_request(r.spot).name()
+            })
+            .to_string(),
         price_per_hour: price,
         launched_at: claim.launched_at,
         ended_at,
@@ -577,7 +596,10 @@ mod tests {
         assert_eq!(reported.len(), 1);
         let end = reported[0].end.as_ref().unwrap();
         assert_eq!((end.outcome.as_str(), end.exit_code), ("failed", 1));
-        assert!((end.cost_usd.unwrap() - 1.861 / 2.0).abs() < 1e-9, "{end:?}");
+        assert!(
+            (end.cost_usd.unwrap() - 1.861 / 2.0).abs() < 1e-9,
+            "{end:?}"
+        );
         // Built once: a claim added later is not scanned for.
         Claims::open(dir.path(), dir.path(), "later").unwrap();
         std::fs::write(
@@ -601,7 +623,10 @@ mod tests {
         };
         assert!(pass.late(1_000 + 90).is_none());
         assert!(pass.late(1_000 + 91).unwrap().contains("every 30s"));
-        let unsaid = LastPass { every: None, ..pass };
+        let unsaid = LastPass {
+            every: None,
+            ..pass
+        };
         assert!(unsaid.late(1_000_000).is_none());
     }
 }

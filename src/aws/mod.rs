@@ -11,9 +11,11 @@ pub mod advance;
 pub mod claim;
 pub mod cost;
 pub mod decide;
-pub mod files;
 #[cfg(feature = "aws")]
 pub mod ec2;
+pub mod files;
+#[cfg(feature = "aws")]
+pub mod fleet;
 pub mod iam;
 pub mod index;
 #[cfg(feature = "aws")]

@@ -86,7 +86,7 @@ pub async fn launch(
         };
         match claim_step(claims, compiled, rerun, ended)? {
             Decision::Launch(claim) => {
-                return launch_run(client, compiled, claims, claim, on, true).await;
+                return launch_run(client, compiled, claims, claim, on, Some(intervals)).await;
             }
             Decision::Attach(claim) => {
                 return attach(client, compiled, claims, claim, intervals, on).await;
@@ -175,16 +175,17 @@ fn record(
 }
 
 /// Sends the run's attempts in order, each recorded before it is sent, and
-/// reports the instance as RunInstances described it. `patient`: whether it
-/// may wait (bounded) for EC2 to show an instance found by its tags; a pass
-/// of `advance` is not, and leaves that to its next pass.
+/// reports the instance as RunInstances described it. With `patience` (a
+/// launch's intervals), it may wait, bounded, for EC2 to show an instance
+/// its token started before and for that run's status; a pass of `advance`
+/// has none, and leaves that to its next pass.
 pub(crate) async fn launch_run(
     client: &Client,
     compiled: &Compiled,
     claims: &Claims,
     claim: Claim,
     on: &mut dyn FnMut(Event),
-    patient: bool,
+    patience: Option<Intervals>,
 ) -> Result<Started> {
     let plan = crate::aws::plan::plan(compiled, &claim)?;
     on(Event::Progress(format!(
@@ -232,6 +233,7 @@ pub(crate) async fn launch_run(
             // terminated since: the attempt is over. Its id, from its tags;
             // the claim records that this request launched it (its market
             // and price are the attempt's).
+            let patient = patience.is_some();
             let Some(id) = find_run_instance(client, &plan.job, plan.key(), on, patient).await?
             else {
                 return Err(Error::Environment {
@@ -251,6 +253,12 @@ pub(crate) async fn launch_run(
                 Some(i) => i,
                 None => from_claim(&id, &claim),
             };
+            let finished = match patience {
+                Some(intervals) if instance.state == "terminated" => {
+                    Some(report(client, &instance, claims.dir(), intervals, on).await?)
+                }
+                _ => None,
+            };
             return Ok(Started::Instance(Box::new(launched(
                 false,
                 plan.key(),
@@ -258,7 +266,7 @@ pub(crate) async fn launch_run(
                 None,
                 Vec::new(),
                 plan.budget_seconds,
-                None,
+                finished,
                 claims,
             ))));
         }
@@ -381,7 +389,9 @@ async fn send_requests(
             Err(RequestError::Quota(e)) => {
                 // Not the job's failure: the account's limit. It waits in
                 // the queue, and a pass of `advance` tries it again.
-                on(Event::Progress(format!("  {e}; the job waits in the queue")));
+                on(Event::Progress(format!(
+                    "  {e}; the job waits in the queue"
+                )));
                 record(claims, plan.key(), request, Some(e.to_string()))?;
                 return match requeue(claims, plan.key(), &e.to_string())? {
                     Some(claim) => Ok(Sent::Queued(claim)),

@@ -323,7 +323,9 @@ pub fn next_step(
                 why,
             );
             ended.found_finished = found_finished;
-            Ok(Step::Report(Box::new(record_end(claims, ended, delivered)?)))
+            Ok(Step::Report(Box::new(record_end(
+                claims, ended, delivered,
+            )?)))
         }
     }
 }

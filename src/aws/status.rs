@@ -86,7 +86,9 @@ pub fn end_of_report(report: &Json) -> Option<End> {
         .or_else(|| wait["state_reason"]["message"].as_str())
         .map(str::to_string);
     Some(End {
-        exit_code: wait["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok())?,
+        exit_code: wait["exit_code"]
+            .as_i64()
+            .and_then(|c| i32::try_from(c).ok())?,
         ended_at: attempts.last().map_or(0, |a| a.ended_at),
         outcome,
         message,
@@ -147,7 +149,9 @@ pub struct JobStatus {
     /// run's earlier attempts.
     pub cost_so_far: Option<f64>,
     pub run_cost_so_far: Option<f64>,
-    /// The job's outcome, once its status is final.
+    /// The job's outcome once it has ended, as `launch` reports it
+    /// (`terminated` for a job ended on purpose), and the pipeline's exit
+    /// code as its status gives it.
     pub outcome: Option<String>,
     pub exit_code: Option<i64>,
     /// This attempt's status.json, interim (a spot notice) or final.
@@ -491,9 +495,11 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
                 .and_then(|s| s["outcome"].as_str())
                 .map(str::to_string)
         }),
-        exit_code: recorded.as_ref().map(|r| i64::from(r.exit_code)).or_else(|| {
-            final_status.and_then(|s| s["exit_code"].as_i64())
-        }),
+        // The pipeline's, as its status says (`launch`'s own exit code is
+        // the outcome's).
+        exit_code: final_status
+            .or_else(|| c.end.as_ref().map(|e| &e["wait"]["status"]))
+            .and_then(|s| s["exit_code"].as_i64()),
         status: files.status.clone(),
         earlier: c.earlier.clone(),
     }

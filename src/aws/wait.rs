@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::aws::ec2::{self, Instance, VISIBILITY_BOUND};
-pub use crate::aws::status::{NO_STATUS, exit_code};
 use crate::aws::status::RunStatus;
+pub use crate::aws::status::{NO_STATUS, exit_code};
 use crate::check::catalog;
 use crate::clock::now;
 use crate::diagnostics::Result;

@@ -294,7 +294,7 @@ pub fn advance(
     use crate::aws::advance;
     let jobs_dir = match efs {
         Some(efs) => local_jobs_dir(compiled, efs)?,
-        None => advance::jobs_dir(compiled),
+        None => crate::aws::fleet::jobs_dir(compiled),
     };
     if !request.acks.is_empty() {
         let acks = request
@@ -310,12 +310,16 @@ pub fn advance(
     loop {
         let mut progress = Progress::new(true);
         let passed = match efs {
-            Some(efs) => {
-                local_pass(library, compiled, efs, request.options, &mut progress.sink())
-                    .map(|p| (p, None))
-            }
+            Some(efs) => local_pass(
+                library,
+                compiled,
+                efs,
+                request.options,
+                &mut progress.sink(),
+            )
+            .map(|p| (p, None)),
             None => runtime()?.block_on(async {
-                advance::advance(library, compiled, request.options, &mut progress.sink())
+                crate::aws::fleet::advance(library, compiled, request.options, &mut progress.sink())
                     .await
                     .map(|(p, d)| (p, Some(d)))
             }),
@@ -355,7 +359,10 @@ pub fn advance(
 }
 
 #[cfg(feature = "smoke")]
-fn local_jobs_dir(compiled: &Compiled, efs: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+fn local_jobs_dir(
+    compiled: &Compiled,
+    efs: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf> {
     crate::smoke::local::jobs_dir(compiled, efs)
 }
 

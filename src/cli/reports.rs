@@ -348,7 +348,11 @@ mod aws {
                 f.outcome,
                 f.exit_code,
                 r.history.attempts.len().max(1),
-                if r.history.attempts.len() > 1 { "s" } else { "" },
+                if r.history.attempts.len() > 1 {
+                    "s"
+                } else {
+                    ""
+                },
                 money(r.history.cost_usd),
                 r.retry
                     .as_deref()

@@ -268,13 +268,7 @@ pub fn launch(compiled: &Compiled, request: &Request, on: &mut dyn FnMut(Event))
             Started::Ended(claim) => return deliver(&claims, recorded(&claim)?, request.wait),
             Started::Queued(claim, place) => {
                 if !request.wait {
-                    return Ok(queued(
-                        &claim,
-                        max_attempts(policy),
-                        "",
-                        place,
-                        &claims,
-                    ));
+                    return Ok(queued(&claim, max_attempts(policy), "", place, &claims));
                 }
                 on(Event::Phase(format!("queued (place {place})")));
                 std::thread::sleep(QUEUED_LOOK);

@@ -12,9 +12,9 @@
 
 mod boot;
 mod checks;
-mod image;
 #[cfg(feature = "aws")]
 pub mod fleet;
+mod image;
 #[cfg(feature = "aws")]
 pub mod instances;
 #[cfg(feature = "aws")]

@@ -148,7 +148,11 @@ fn one_pass_over_a_hundred_live_jobs_asks_ec2_at_most_twice() {
     );
     // One more, launched through the double: the tag filter does not show
     // it yet.
-    let fresh = json(&launch(&w, &proxy.url, "traffic-sign-gpu", "fresh-1", &[]).run().success());
+    let fresh = json(
+        &launch(&w, &proxy.url, "traffic-sign-gpu", "fresh-1", &[])
+            .run()
+            .success(),
+    );
     let before = proxy.count("DescribeInstances");
     let pass = advance(&w, &proxy.url, &[]).run().success();
     assert_eq!(
@@ -156,7 +160,11 @@ fn one_pass_over_a_hundred_live_jobs_asks_ec2_at_most_twice() {
         2,
         "one call by tag, one by id for the instance the filter does not show yet"
     );
-    assert!(reports(&pass).is_empty(), "every job runs: {}", pass.stdout());
+    assert!(
+        reports(&pass).is_empty(),
+        "every job runs: {}",
+        pass.stdout()
+    );
     assert_eq!(proxy.run_instances_at().len(), 1, "nothing launched again");
     assert_eq!(
         claim_of(&w, "fresh-1")["instance_id"],
@@ -207,7 +215,8 @@ fn a_job_ec2_no_longer_lists_is_reported_from_its_status_until_acknowledged() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["wait"], r["wait"]);
     let mut ack = w.bootforge(&w.moto.url);
-    ack.args(["advance", "--ack", "forgotten-1:1"]).args(w.sets());
+    ack.args(["advance", "--ack", "forgotten-1:1"])
+        .args(w.sets());
     ack.run().success();
     assert!(reports(&advance(&w, &w.moto.url, &[]).run().success()).is_empty());
     assert!(claim_of(&w, "forgotten-1")["acknowledged"]["run"] == 1);
@@ -289,7 +298,11 @@ fn two_passes_at_once_start_one_next_attempt_of_an_interrupted_job() {
         assert!(out.stdout.is_empty(), "the job goes on: nothing ended");
     }
     let launches = proxy.run_instances_at();
-    assert_eq!(launches.len(), 2, "the first attempt and one next: {launches:?}");
+    assert_eq!(
+        launches.len(),
+        2,
+        "the first attempt and one next: {launches:?}"
+    );
     let c = claim_of(&w, "twice-1");
     assert_eq!(c["attempt"], 2);
     assert_eq!(c["earlier"][0]["outcome"], "interrupted");
@@ -304,10 +317,18 @@ fn jobs_beyond_max_running_queue_and_start_in_order_as_others_end() {
     let Some(w) = World::new() else { return };
     let proxy = Proxy::start(&w.moto.address, Faults::default());
     let limit = ["--set", "job.max_running=1"];
-    let a = json(&launch(&w, &proxy.url, "traffic-sign-gpu", "q-a", &limit).run().success());
+    let a = json(
+        &launch(&w, &proxy.url, "traffic-sign-gpu", "q-a", &limit)
+            .run()
+            .success(),
+    );
     assert!(a["instance_id"].is_string(), "{a:#}");
     for (job, place) in [("q-b", 1), ("q-c", 2)] {
-        let q = json(&launch(&w, &proxy.url, "traffic-sign-gpu", job, &limit).run().success());
+        let q = json(
+            &launch(&w, &proxy.url, "traffic-sign-gpu", job, &limit)
+                .run()
+                .success(),
+        );
         assert_eq!(q["state"], "queued", "{q:#}");
         assert_eq!(q["instance_id"], Json::Null);
         assert_eq!(q["queued"]["place"], place);
@@ -325,7 +346,10 @@ fn jobs_beyond_max_running_queue_and_start_in_order_as_others_end() {
         .args(w.sets())
         .args(limit);
     let s = json(&status.run().success());
-    assert_eq!((s["phase"].as_str(), s["queued"]["place"].as_u64()), (Some("queued"), Some(2)));
+    assert_eq!(
+        (s["phase"].as_str(), s["queued"]["place"].as_u64()),
+        (Some("queued"), Some(2))
+    );
     // Nothing ends: a pass starts nothing.
     advance(&w, &proxy.url, &limit).run().success();
     assert_eq!(proxy.run_instances_at().len(), 1);
@@ -364,7 +388,11 @@ fn a_quota_queues_the_job_and_a_pass_launches_it_once_its_time_comes() {
     // (here: made to have come).
     proxy.set_faults(|f| f.quota = None);
     advance(&w, &proxy.url, &[]).run().success();
-    assert_eq!(claim_of(&w, "quota-1")["instance_id"], Json::Null, "not before its time");
+    assert_eq!(
+        claim_of(&w, "quota-1")["instance_id"],
+        Json::Null,
+        "not before its time"
+    );
     let path = job_dir(&w, "quota-1").join("claim.json");
     let mut c = claim_of(&w, "quota-1");
     c["queued"]["retry_at"] = (now() - 1).into();
@@ -386,7 +414,11 @@ fn the_pass_never_waits_and_records_when_it_ran() {
             ..Faults::default()
         },
     );
-    json(&launch(&w, &proxy.url, "traffic-sign-gpu", "pending-1", &[]).run().success());
+    json(
+        &launch(&w, &proxy.url, "traffic-sign-gpu", "pending-1", &[])
+            .run()
+            .success(),
+    );
     let at = Instant::now();
     advance(&w, &proxy.url, &["--every", "5"]).run().success();
     assert!(
@@ -409,7 +441,10 @@ fn the_pass_never_waits_and_records_when_it_ran() {
         .args(w.sets());
     let s = json(&status.run().success());
     assert!(
-        s["note"].as_str().unwrap().contains("nothing has followed the jobs"),
+        s["note"]
+            .as_str()
+            .unwrap()
+            .contains("nothing has followed the jobs"),
         "{s:#}"
     );
 }

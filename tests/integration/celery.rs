@@ -105,7 +105,10 @@ impl Deployment {
         listening(port);
         Some(Deployment {
             url: format!("redis://127.0.0.1:{port}/0"),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             dir: tempfile::tempdir().unwrap(),
             _redis: redis,
         })
@@ -136,7 +139,12 @@ impl Deployment {
         let mut worker = self.command("python3");
         worker
             .args(["-m", "celery", "-A", "celery_tasks", "worker", "-B"])
-            .args(["--pool", "prefork", "--concurrency", &concurrency.to_string()])
+            .args([
+                "--pool",
+                "prefork",
+                "--concurrency",
+                &concurrency.to_string(),
+            ])
             .args(["--loglevel", "INFO", "--hostname", &format!("{name}@%h")])
             .arg("--schedule")
             .arg(self.dir.path().join(format!("beat-{name}")))
@@ -149,12 +157,8 @@ impl Deployment {
         Reaped(
             worker
                 .process_group(0)
-                .stdout(
-                    std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap(),
-                )
-                .stderr(
-                    std::fs::File::create(self.dir.path().join(format!("{name}.err"))).unwrap(),
-                )
+                .stdout(std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap())
+                .stderr(std::fs::File::create(self.dir.path().join(format!("{name}.err"))).unwrap())
                 .spawn()
                 .unwrap(),
         )
@@ -165,7 +169,11 @@ impl Deployment {
         let client = format!(
             "import json\nfrom celery_tasks import run_gpu_job\nsent = [run_gpu_job.delay(j) for j in {jobs:?}]\nprint(json.dumps([r.get(timeout=300) for r in sent]))\n"
         );
-        let out = self.command("python3").args(["-c", &client]).output().unwrap();
+        let out = self
+            .command("python3")
+            .args(["-c", &client])
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}\nworkers:\n{}",
@@ -213,7 +221,10 @@ impl Deployment {
             if name.ends_with(".log") || name.ends_with(".err") {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(60).collect();
-                all += &format!("{name}:\n{}\n", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                all += &format!(
+                    "{name}:\n{}\n",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
         }
         all
@@ -266,7 +277,12 @@ impl Player {
             let client = client_for(&rt, &moto);
             while !s.load(Ordering::SeqCst) {
                 play(&rt, &client, &proxy, &jobs_dir, length, &p);
-                let running = p.lock().unwrap().values().filter(|i| i.ended.is_none()).count();
+                let running = p
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .filter(|i| i.ended.is_none())
+                    .count();
                 let mut most = m.lock().unwrap();
                 *most = (*most).max(running);
                 drop(most);
@@ -332,7 +348,8 @@ fn play(
         });
         if let Ok(found) = found {
             for i in found.reservations().iter().flat_map(|r| r.instances()) {
-                let running = i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");
+                let running =
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running");
                 let job = i
                     .tags()
                     .iter()
@@ -380,7 +397,12 @@ fn write_status(jobs_dir: &Path, job: &str, instance: &str, outcome: &str, exit_
 
 /// The environment of a deployment on the double at `endpoint`: the
 /// emulated account's `--set` values (and `more`), passes every `every`.
-fn on_the_double(w: &World, endpoint: &str, every: u64, more: &[(&str, Json)]) -> Vec<(&'static str, String)> {
+fn on_the_double(
+    w: &World,
+    endpoint: &str,
+    every: u64,
+    more: &[(&str, Json)],
+) -> Vec<(&'static str, String)> {
     let mut sets: serde_json::Map<String, Json> = w
         .sets()
         .chunks(2)
@@ -398,7 +420,10 @@ fn on_the_double(w: &World, endpoint: &str, every: u64, more: &[(&str, Json)]) -
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-2".to_string()),
         ("AWS_CONFIG_FILE", "/nonexistent/bootforge-test".to_string()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/bootforge-test".to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/bootforge-test".to_string(),
+        ),
         // The runner's status reaches the jobs folder before the instance
         // is gone: no NFS allowance to wait out here.
         ("BOOTFORGE_STATUS_GRACE", "1".to_string()),
@@ -451,7 +476,9 @@ fn twenty_jobs_on_a_two_process_worker_run_at_once_and_a_deploy_does_not_wait_fo
     let started = celery.send(&jobs);
     let launched = sent.elapsed();
     assert!(
-        started.iter().all(|r| r["state"] == "launched" && r["instance"].is_string()),
+        started
+            .iter()
+            .all(|r| r["state"] == "launched" && r["instance"].is_string()),
         "each task returns once its job is launched: {started:#?}"
     );
     until("all twenty running", Duration::from_secs(60), || {
@@ -518,11 +545,20 @@ fn with_max_running_jobs_wait_their_turn_in_order_and_a_crash_loses_no_end() {
     });
     drop(worker);
     until("the second four ended", Duration::from_secs(60), || {
-        player.played().values().filter(|p| p.ended.is_some()).count() == 8
+        player
+            .played()
+            .values()
+            .filter(|p| p.ended.is_some())
+            .count()
+            == 8
     });
     let _again = celery.worker("again", 2);
     let got = celery.until_delivered(&jobs, Duration::from_secs(600));
-    assert!(player.most_at_once() <= 4, "{} at once", player.most_at_once());
+    assert!(
+        player.most_at_once() <= 4,
+        "{} at once",
+        player.most_at_once()
+    );
     assert_eq!(player.most_at_once(), 4);
     let twice: Vec<(String, usize)> = per_job(&got).into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(
@@ -553,7 +589,10 @@ fn a_spot_interruption_gets_its_next_attempt_from_the_pass() {
     let Some(w) = World::new() else { return };
     let proxy = double(&w);
     let more = [
-        ("job.retry", serde_json::json!("{on: [interrupted], attempts: 2}")),
+        (
+            "job.retry",
+            serde_json::json!("{on: [interrupted], attempts: 2}"),
+        ),
         ("instance.max_cost_usd", Json::from(20)),
     ];
     let mut env = on_the_double(&w, &proxy.url, EVERY, &more);
@@ -572,9 +611,11 @@ fn a_spot_interruption_gets_its_next_attempt_from_the_pass() {
     let warning = Duration::from_secs(3);
     proxy.interrupt(&first, warning).join().unwrap();
     let terminated = Instant::now();
-    until("its second attempt launched", Duration::from_secs(60), || {
-        proxy.run_instances_at().len() == 2
-    });
+    until(
+        "its second attempt launched",
+        Duration::from_secs(60),
+        || proxy.run_instances_at().len() == 2,
+    );
     let relaunched = terminated.elapsed();
     let got = celery.until_delivered(&jobs, Duration::from_secs(120));
     assert_eq!(got.len(), 1, "one end: {got:#?}");
@@ -583,7 +624,10 @@ fn a_spot_interruption_gets_its_next_attempt_from_the_pass() {
     let attempts = d["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["outcome"], "interrupted");
-    assert_eq!(attempts[0]["state_reason"], "Server.SpotInstanceTermination");
+    assert_eq!(
+        attempts[0]["state_reason"],
+        "Server.SpotInstanceTermination"
+    );
     assert_eq!(instances_of(&w, "spot-1"), 2, "one instance per attempt");
     eprintln!(
         "figures: the second attempt launched {:.1}s after the first was terminated (passes every {EVERY}s)",

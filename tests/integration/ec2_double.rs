@@ -335,7 +335,9 @@ fn a_new_instance_is_pending_before_it_runs() {
                 .to_string()
         })
     };
-    let id = w.rt.block_on(run(&w, &client, "token-10", "g6e.xlarge")).unwrap();
+    let id =
+        w.rt.block_on(run(&w, &client, "token-10", "g6e.xlarge"))
+            .unwrap();
     assert_eq!(state(&id), "pending");
     let booted = proxy.booted();
     assert_eq!(booted.len(), 1);
@@ -344,5 +346,8 @@ fn a_new_instance_is_pending_before_it_runs() {
     assert!(booted[0].1 <= std::time::Instant::now());
     proxy.power_off(&id);
     assert_eq!(state(&id), "terminated");
-    assert!(proxy.booted().is_empty(), "an instance EC2 ended is not booted");
+    assert!(
+        proxy.booted().is_empty(),
+        "an instance EC2 ended is not booted"
+    );
 }

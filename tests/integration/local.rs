@@ -4,12 +4,12 @@
 //! and result backend, running the README's task against it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::{Test, root};
+use crate::Test;
 
 /// The pipeline the EFS folder holds: fails for jobs named `fail-…`, runs
 /// for five minutes for `long-…`; `resume-…` runs until SIGTERM, which it
@@ -425,307 +425,93 @@ fn the_dry_run_says_where_the_job_would_run() {
         .failure(2);
 }
 
-/// A child process killed when the test ends, passed or not.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `port` on loopback accepts connections.
-fn listening(port: u16) {
+#[test]
+fn advance_follows_a_local_job_to_its_end() {
+    let Some(w) = World::new() else { return };
+    let started = json(&w.launch("adv-1", &[]).run().success());
+    assert_eq!(started["launched"], true);
+    let advance = |extra: &[&str]| {
+        let mut t = w.bootforge();
+        t.args(["advance", "--json", "--local", "--efs"])
+            .arg(w.efs.path())
+            .args(extra);
+        t.run().success()
+    };
     let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    let report = loop {
+        let pass = advance(&[]);
+        if let Some(line) = pass.stdout().lines().find(|l| l.contains("\"adv-1\"")) {
+            break serde_json::from_str::<Json>(line).unwrap();
+        }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
+            start.elapsed() < Duration::from_secs(180),
+            "no pass reported the job: {}",
+            pass.stderr()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(report["instance_id"], started["instance_id"]);
+    assert_eq!(report["wait"]["outcome"], "succeeded", "{report:#}");
+    assert_eq!(report["wait"]["source"], "efs");
+    let on_folder: Json = serde_json::from_str(
+        &std::fs::read_to_string(w.job_dir("adv-1").join("status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["wait"]["status"], on_folder);
+    advance(&["--ack", "adv-1:1"]);
+    assert!(
+        !advance(&[]).stdout().contains("adv-1"),
+        "an acknowledged end is reported no more"
+    );
+    assert_eq!(w.instances_of("adv-1"), 1);
 }
 
-pub fn have_python_module(module: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var_os("BOOTFORGE_REQUIRE_ALL").is_some() {
-            panic!(
-                "the Python module {module} is required by the full test run (scripts/test installs it)"
-            );
-        }
-        eprintln!("skipped: the Python module {module} is not installed");
-    }
-    found
-}
-
-/// A Celery deployment of the example task (`examples/celery_tasks.py`,
-/// over the package's `bootforge.celery`): a real Redis as broker and
-/// result backend, workers of the prefork pool the README recommends, and
-/// every job rehearsed locally with the world's EFS folder.
-struct Deployment<'w> {
-    world: &'w World,
-    url: String,
-    logs: tempfile::TempDir,
-    _redis: Reaped,
-}
-
-impl Deployment<'_> {
-    fn start(world: &World) -> Option<Deployment<'_>> {
-        if !crate::have("redis-server")
-            || !have_python_module("celery")
-            || !have_python_module("redis")
-        {
-            return None;
-        }
-        let port = free_port();
-        let redis = Reaped(
-            Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        listening(port);
-        Some(Deployment {
-            world,
-            url: format!("redis://127.0.0.1:{port}/0"),
-            logs: tempfile::tempdir().unwrap(),
-            _redis: redis,
-        })
-    }
-
-    fn env(&self, c: &mut Command) {
-        c.current_dir(root().join("examples"))
-            .env("PYTHONPATH", root().join("python"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("BOOTFORGE", env!("CARGO_BIN_EXE_bootforge"))
-            .env("CELERY_BROKER_URL", &self.url)
-            .env("CELERY_RESULT_BACKEND", &self.url)
-            .env("BOOTFORGE_LOCAL_EFS", self.world.efs.path())
-            .env("XDG_STATE_HOME", self.world.state.path())
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("BOOTFORGE_PROFILES")
-            .env_remove("BOOTFORGE_SNIPPETS");
-    }
-
-    /// A worker of `concurrency` processes, in a process group of its own;
-    /// `visibility` sets Redis's visibility timeout (seconds).
-    fn worker(&self, name: &str, concurrency: u32, visibility: Option<u32>) -> Reaped {
-        let mut worker = Command::new("python3");
-        worker
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "celery_tasks",
-                "worker",
-                "--pool",
-                "prefork",
-            ])
-            .args([
-                "--concurrency",
-                &concurrency.to_string(),
-                "--loglevel",
-                "INFO",
-            ])
-            .args(["--hostname", &format!("{name}@%h")])
-            .args([
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ]);
-        self.env(&mut worker);
-        if let Some(v) = visibility {
-            worker.env("CELERY_VISIBILITY_TIMEOUT", v.to_string());
-        }
-        use std::os::unix::process::CommandExt as _;
-        Reaped(
-            worker
-                .process_group(0)
-                .stdout(
-                    std::fs::File::create(self.logs.path().join(format!("{name}.log"))).unwrap(),
-                )
-                .stderr(
-                    std::fs::File::create(self.logs.path().join(format!("{name}.err"))).unwrap(),
-                )
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    /// A client that sends `jobs` (one task each) and prints each result
-    /// from the backend; [`Deployment::read`] reads them.
-    fn send(&self, jobs: &[&str]) -> Child {
-        let client = format!(
-            "import json\nfrom celery_tasks import run_gpu_job\nsent = [run_gpu_job.delay(j) for j in {jobs:?}]\nprint(json.dumps([r.get(timeout=300) for r in sent]))\n"
-        );
-        let mut command = Command::new("python3");
-        command.args(["-c", &client]);
-        self.env(&mut command);
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// The results `client` printed, once it has them all.
-    fn read(&self, client: Child) -> Vec<Json> {
-        let out = client.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}\nworkers:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.worker_logs()
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn worker_logs(&self) -> String {
-        std::fs::read_dir(self.logs.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| {
-                format!(
-                    "{}:\n{}",
-                    e.file_name().to_string_lossy(),
-                    std::fs::read_to_string(e.path()).unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-}
-
-/// The processes whose command line holds `text`.
-fn processes_with(text: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-f", text]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
+/// The package's Celery integration on local rehearsals: a real Redis, a
+/// prefork worker with beat running `examples/celery_tasks.py`, every job a
+/// container; each job's end delivered to the example's `job_done` once.
 #[test]
 fn celery_jobs_rehearse_end_to_end() {
     let Some(w) = World::new() else { return };
-    let Some(celery) = Deployment::start(&w) else {
+    let Some(celery) = crate::celery::local_deployment(w.efs.path(), w.state.path()) else {
         return;
     };
-    let _worker = celery.worker("main", 4, None);
-    // Three jobs, the third twice at once.
-    let results = celery.read(celery.send(&["e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup"]));
-    assert_eq!(results[0]["outcome"], "succeeded", "{results:#?}");
-    assert_eq!(results[1]["outcome"], "failed", "{results:#?}");
-    assert_eq!(results[1]["status"]["exit_code"], 3);
-    assert_eq!(results[2]["outcome"], "succeeded");
+    let _worker = celery.worker("main", 2);
+    // Three jobs, the third sent twice at once.
+    let sent = celery.send(&crate::celery::jobs(&[
+        "e2e-ok", "fail-e2e", "e2e-dup", "e2e-dup",
+    ]));
+    assert!(
+        sent.iter().all(|r| r["state"] == "launched"),
+        "each task returns once its job is launched: {sent:#?}"
+    );
     assert_eq!(
-        results[2]["instance"], results[3]["instance"],
+        sent[2]["instance"], sent[3]["instance"],
         "one job, one instance"
     );
-    for (job, result) in [
-        ("e2e-ok", &results[0]),
-        ("fail-e2e", &results[1]),
-        ("e2e-dup", &results[2]),
-    ] {
+    let jobs = crate::celery::jobs(&["e2e-ok", "fail-e2e", "e2e-dup"]);
+    let got = celery.until_delivered(&jobs, Duration::from_secs(300));
+    for (job, n) in crate::celery::per_job(&got) {
+        assert_eq!(n, 1, "{job}: delivered once");
+    }
+    let of = |job: &str| got.iter().find(|d| d["job_id"] == job).unwrap().clone();
+    assert_eq!(of("e2e-ok")["outcome"], "succeeded");
+    assert_eq!(of("fail-e2e")["outcome"], "failed");
+    assert_eq!(of("fail-e2e")["status"]["exit_code"], 3);
+    assert_eq!(of("e2e-dup")["outcome"], "succeeded");
+    for job in &jobs {
         assert_eq!(w.instances_of(job), 1, "{job}: one container");
         let status: Json = serde_json::from_str(
             &std::fs::read_to_string(w.job_dir(job).join("status.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(status["instance_id"], result["instance"], "{job}");
         assert_eq!(
-            &status, &result["status"],
-            "{job}: the backend holds the run's own status"
+            status,
+            of(job)["status"],
+            "{job}: the callback holds the run's own status"
         );
     }
     assert!(
         w.ps(&["e2e-ok", "fail-e2e", "e2e-dup"]).is_empty(),
         "every container powered off and is gone"
-    );
-}
-
-/// The whole worker (its main process and its pool) is SIGKILLed while its
-/// task waits for a job: its bootforge ends with it (a parent-death
-/// signal), Redis gives the unacknowledged task to a new worker after the
-/// visibility timeout, and that one attaches to the job's instance.
-#[test]
-fn a_worker_killed_mid_wait_leaves_no_waiter_and_its_task_comes_back() {
-    let Some(w) = World::new() else { return };
-    let Some(celery) = Deployment::start(&w) else {
-        return;
-    };
-    let job = "slow-killed";
-    let mut first = celery.worker("first", 1, Some(5));
-    let client = celery.send(&[job]);
-    // Mid-wait: the job's instance runs and the worker's bootforge waits.
-    let marker = format!("job_id={job}");
-    let start = Instant::now();
-    let claimed = || {
-        std::fs::read_to_string(w.job_dir(job).join("claim.json"))
-            .ok()
-            .and_then(|c| serde_json::from_str::<Json>(&c).ok())
-            .is_some_and(|c| c["instance_id"].is_string())
-    };
-    while !claimed() || processes_with(&marker).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the worker never launched the job:\n{}",
-            celery.worker_logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let waiters = processes_with(&marker);
-    // The worker's main process and its pool, not the bootforge they started.
-    let pool = Command::new("pgrep")
-        .args(["-P", &first.0.id().to_string()])
-        .output()
-        .unwrap();
-    let mut worker: Vec<String> = String::from_utf8_lossy(&pool.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .filter(|p| !waiters.iter().any(|w| w.to_string() == *p))
-        .collect();
-    worker.push(first.0.id().to_string());
-    let killed = Command::new("kill")
-        .arg("-KILL")
-        .args(&worker)
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let _ = first.0.wait();
-    let start = Instant::now();
-    while !processes_with(&marker).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "bootforge {waiters:?} outlived its worker"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _second = celery.worker("second", 1, Some(5));
-    let result = celery.read(client).remove(0);
-    assert_eq!(result["outcome"], "succeeded", "{result:#}");
-    assert_eq!(w.instances_of(job), 1, "one job, one instance");
-    let status: Json =
-        serde_json::from_str(&std::fs::read_to_string(w.job_dir(job).join("status.json")).unwrap())
-            .unwrap();
-    assert_eq!(status["instance_id"], result["instance"]);
-    assert!(
-        celery.worker_logs().contains("second@"),
-        "the second worker ran it"
     );
 }

@@ -4,7 +4,7 @@
 #[cfg(feature = "aws")]
 mod advance;
 mod architecture;
-#[cfg(feature = "aws")]
+#[cfg(all(feature = "smoke", feature = "aws"))]
 mod celery;
 mod cli;
 mod compile;

@@ -136,6 +136,7 @@ fn a_launch_retried_after_its_job_finished_reports_the_outcome_and_launches_noth
     claim["instance_id"] = Json::Null;
     claim["heartbeat"] = 0.into();
     claim["holder"] = "gone-host:1".into();
+    claim["end"] = Json::Null;
     std::fs::write(&claim_path, claim.to_string()).unwrap();
     let again = json(&launch(&w, &proxy.url, "done-job", &[]).run().success());
     assert_eq!(again["instance_id"], id.as_str());
@@ -369,8 +370,17 @@ fn wait_rides_out_describe_errors_and_uses_the_instances_own_deadline() {
     contains(&stderr, "past its deadline");
 }
 
+/// A job the account's quota refused, made due to be tried again (its
+/// `retry_at` passed).
+fn due(w: &World, job: &str) {
+    let path = job_dir(w, job).join("claim.json");
+    let mut claim: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    claim["queued"]["retry_at"] = 0.into();
+    std::fs::write(&path, claim.to_string()).unwrap();
+}
+
 #[test]
-fn quota_errors_say_try_later_with_their_own_exit_code() {
+fn a_quota_queues_the_job_and_no_other_request_is_sent() {
     let Some(w) = World::new() else { return };
     let proxy = Proxy::start(
         &w.moto.address,
@@ -379,15 +389,22 @@ fn quota_errors_say_try_later_with_their_own_exit_code() {
             ..Faults::default()
         },
     );
-    let run = launch(&w, &proxy.url, "quota", &[]).run().failure(75);
-    contains(
-        &run.stderr(),
-        "error[quota]: RunInstances: VcpuLimitExceeded",
+    let run = launch(&w, &proxy.url, "quota", &[]).run().success();
+    contains(&run.stderr(), "VcpuLimitExceeded");
+    contains(&run.stderr(), "waits in the queue");
+    let doc = json(&run);
+    assert_eq!(
+        (doc["state"].as_str(), doc["run"].as_u64()),
+        (Some("queued"), Some(1))
     );
-    contains(&run.stderr(), "try later");
     assert_eq!(proxy.run_instances().len(), 1, "no fallback helps a quota");
-    // Once the quota allows it, a retry launches the same run.
+    // Not tried again before its time, by a launch as by a pass.
+    let again = json(&launch(&w, &proxy.url, "quota", &[]).run().success());
+    assert_eq!(again["state"], "queued");
+    assert_eq!(proxy.run_instances().len(), 1);
+    // Once the quota allows it and its time has come, the same run starts.
     proxy.set_faults(|f| f.quota = None);
+    due(&w, "quota");
     let doc = json(&launch(&w, &proxy.url, "quota", &[]).run().success());
     assert_eq!(doc["run"], 1);
     assert_eq!(doc["launched"], true);
@@ -430,8 +447,13 @@ fn a_spot_quota_falls_through_to_on_demand_under_spot_then_on_demand() {
     );
     let run = launch(&w, &proxy.url, "spot-only", &["--set", &market("spot")])
         .run()
-        .failure(75);
+        .success();
     contains(&run.stderr(), "MaxSpotInstanceCountExceeded");
+    assert_eq!(
+        json(&run)["state"],
+        "queued",
+        "under spot only, the job waits"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::root;
 
 #[test]
 fn python_api() {
-    if !crate::local::have_python_module("pytest") {
+    if !crate::celery::have_python_module("pytest") {
         return;
     }
     let Some(world) = World::new() else { return };
