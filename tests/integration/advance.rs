@@ -448,3 +448,100 @@ fn the_pass_never_waits_and_records_when_it_ran() {
         "{s:#}"
     );
 }
+
+/// `bootforge ARGS` run by a Python wrapper that prints the child's wall
+/// time and peak RSS: (stdout of bootforge, seconds, MiB).
+fn measured(w: &World, endpoint: &str, args: &[String]) -> (String, f64, f64) {
+    let wrapper = "import resource, subprocess, sys, time\n\
+        start = time.monotonic()\n\
+        out = subprocess.run(sys.argv[1:], capture_output=True)\n\
+        took = time.monotonic() - start\n\
+        sys.stderr.buffer.write(out.stderr)\n\
+        assert out.returncode == 0, out.returncode\n\
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+        print(f'{took} {peak / 1024}')\n\
+        sys.stdout.buffer.write(out.stdout)\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(wrapper)
+        .arg(env!("CARGO_BIN_EXE_bootforge"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-2")
+        .current_dir(crate::root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (first, rest) = text.split_once('\n').unwrap();
+    let (took, peak) = first.split_once(' ').unwrap();
+    let _ = w;
+    (
+        rest.to_string(),
+        took.parse().unwrap(),
+        peak.parse().unwrap(),
+    )
+}
+
+/// The benchmark of one pass (ignored: run on purpose, with `--run-ignored
+/// only -E 'test(advance_benchmark)' --no-capture`): a jobs folder on local
+/// disk with 1,000 claims, 900 of them ended and reported, 100 live on
+/// instances EC2 (moto) runs. The first pass reads every claim once to
+/// build the index; the passes after it read the live jobs only.
+#[test]
+#[ignore]
+fn advance_benchmark_one_pass_over_a_thousand_claims_of_which_a_hundred_live() {
+    let Some(w) = World::new() else { return };
+    let ids = instances(&w, 100);
+    for (n, id) in ids.iter().enumerate() {
+        write_claim(&w, &claim(&format!("live-{n:03}"), id, 600));
+    }
+    for n in 0..900 {
+        let job = format!("done-{n:03}");
+        let id = format!("i-{n:017x}");
+        let mut c = claim(&job, &id, 86_400 + n * 60);
+        write_status(&w, &job, &id, "succeeded", 0);
+        c.end = Some(
+            serde_json::json!({"wait": {"outcome": "succeeded", "exit_code": 0},
+            "attempts": [], "cost_usd": 1.0}),
+        );
+        c.acknowledged = Some(bootforge::aws::claim::Acknowledged {
+            run: 1,
+            at: now(),
+            by: "bench:1".to_string(),
+        });
+        write_claim(&w, &c);
+    }
+    let mut args: Vec<String> = ["advance", "--json", "--status-grace", "0"]
+        .map(str::to_string)
+        .to_vec();
+    args.extend(w.sets());
+    let (out, first, first_rss) = measured(&w, &w.moto.url, &args);
+    assert!(out.trim().is_empty(), "{out}");
+    let mut steady = Vec::new();
+    for _ in 0..5 {
+        steady.push(measured(&w, &w.moto.url, &args));
+    }
+    let describe = Instant::now();
+    w.instances(&[("tag-key", "bootforge:job")]);
+    let one_describe = describe.elapsed().as_secs_f64();
+    eprintln!(
+        "benchmark: first pass (builds the index from 1,000 claims) {first:.3}s, peak RSS {first_rss:.1} MiB; \
+         the next five passes {:?} s, peak RSS {:?} MiB; one DescribeInstances of moto's 100 instances takes {one_describe:.3}s of it",
+        steady
+            .iter()
+            .map(|(_, t, _)| (t * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>(),
+        steady
+            .iter()
+            .map(|(_, _, r)| (r * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+    );
+}

@@ -9,6 +9,8 @@ mod celery;
 mod cli;
 mod compile;
 #[cfg(feature = "aws")]
+mod documents;
+#[cfg(feature = "aws")]
 mod ec2_double;
 mod fuzz;
 mod golden;
