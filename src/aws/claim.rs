@@ -276,6 +276,30 @@ impl Claim {
     }
 }
 
+/// Where this host keeps the claims of jobs whose directory it does not
+/// see (no shared EFS): `$XDG_STATE_HOME/bootforge/claims`, by default
+/// under `~/.local/state`.
+pub fn local_claims() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("bootforge/claims")
+}
+
+/// The folder of the jobs of `compiled`'s profile on this host: its
+/// `host_log_dir` (the EFS, shared with the other launching hosts), or,
+/// when that is not here, where this host keeps claims.
+pub fn jobs_dir(compiled: &crate::compile::Compiled) -> PathBuf {
+    let job = &compiled.profile.profile.job;
+    let host_dir = Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
+    if host_dir.is_dir() {
+        host_dir.to_path_buf()
+    } else {
+        local_claims()
+    }
+}
+
 /// Where a job's claim lives.
 #[derive(Debug, Clone)]
 pub struct Claims {

@@ -5,7 +5,6 @@
 //! profile. The pass itself is [`crate::aws::advance`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
@@ -125,20 +124,8 @@ pub async fn advance(
     options: Options,
     on: &mut dyn FnMut(Event),
 ) -> Result<(Pass, usize)> {
-    let jobs_dir = jobs_dir(compiled);
+    let jobs_dir = crate::aws::claim::jobs_dir(compiled);
     let mut fleet = Ec2::new(&compiled.profile.profile.instance.region);
     let done = pass(&mut fleet, library, &jobs_dir, options, on).await?;
     Ok((done, fleet.describes))
-}
-
-/// The folder of the jobs of `compiled`'s profile on this host: its
-/// `host_log_dir`, or where this host keeps claims when that is not here.
-pub fn jobs_dir(compiled: &Compiled) -> PathBuf {
-    let job = &compiled.profile.profile.job;
-    let host_dir = Path::new(job.host_log_dir.as_deref().unwrap_or(&job.log_dir));
-    if host_dir.is_dir() {
-        host_dir.to_path_buf()
-    } else {
-        crate::aws::job::local_claims()
-    }
 }

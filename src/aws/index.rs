@@ -445,6 +445,7 @@ fn ended_before_index(claim: &Claim, dir: &Path) -> Option<End> {
     let attempts: Vec<EndedAttempt> = claim.earlier.iter().cloned().chain([last]).collect();
     Some(End {
         exit_code: crate::aws::status::exit_code(&outcome),
+        status_exit_code: status["exit_code"].as_i64(),
         ended_at,
         message: status["message"]
             .as_str()
@@ -501,6 +502,7 @@ mod tests {
         End {
             outcome: "succeeded".to_string(),
             exit_code: 0,
+            status_exit_code: Some(0),
             ended_at: at,
             message: None,
             attempts: vec![EndedAttempt {

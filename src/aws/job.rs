@@ -2,7 +2,7 @@
 //! dry run, the launch, the optional wait, and the one report the command
 //! shows (as text or JSON) with its exit code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aws_sdk_ec2::Client;
 
@@ -36,16 +36,7 @@ pub fn region(library: &Library, given: Option<&str>) -> Result<String> {
     Ok(load(library, DEFAULT_PROFILE, &[])?.profile.instance.region)
 }
 
-/// Where this host keeps the claims of jobs whose directory it does not
-/// see (no shared EFS): `$XDG_STATE_HOME/bootforge/claims`, by default
-/// under `~/.local/state`.
-pub fn local_claims() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("bootforge/claims")
-}
+pub use crate::aws::claim::local_claims;
 
 /// Around `terminate`: the job claims of `instances` record that they are
 /// being ended on purpose (`ended`), before TerminateInstances is sent, so

@@ -20,6 +20,7 @@ pub mod iam;
 pub mod index;
 #[cfg(feature = "aws")]
 pub mod job;
+pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod operate;
 pub mod plan;

@@ -34,9 +34,12 @@ pub const NO_STATUS: i32 = 3;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct End {
     /// The job's outcome as `launch --wait` reports it (`terminated` for a
-    /// job ended on purpose).
+    /// job ended on purpose), and that command's exit code.
     pub outcome: String,
     pub exit_code: i32,
+    /// The pipeline's exit code, as its status gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_exit_code: Option<i64>,
     /// Seconds since the epoch: when the last attempt ended.
     pub ended_at: u64,
     /// Why it ended so, for people (the status's message, or the reason
@@ -89,6 +92,7 @@ pub fn end_of_report(report: &Json) -> Option<End> {
         exit_code: wait["exit_code"]
             .as_i64()
             .and_then(|c| i32::try_from(c).ok())?,
+        status_exit_code: wait["status"]["exit_code"].as_i64(),
         ended_at: attempts.last().map_or(0, |a| a.ended_at),
         outcome,
         message,
@@ -338,7 +342,7 @@ fn progress(dir: &Path, job: &str, instance: Option<&str>) -> Option<Progress> {
         return None;
     }
     let path = dir.join("job.log");
-    let (phase, since) = progress_of(&std::fs::read_to_string(&path).ok()?, job)?;
+    let (phase, since) = progress_of(&phase_lines_of(&path)?, job)?;
     let written = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .ok()
@@ -348,6 +352,95 @@ fn progress(dir: &Path, job: &str, instance: Option<&str>) -> Option<Progress> {
         phase,
         since,
         written,
+    })
+}
+
+/// A log up to this size is read whole for its phase lines; a longer one
+/// (a pipeline's output runs to gigabytes) by its head, where the runner's
+/// phases start before the pipeline writes, and its tail, where they end.
+const WHOLE_LOG: u64 = 2 << 20;
+const LOG_HEAD: u64 = 1 << 20;
+const LOG_TAIL: u64 = 256 << 10;
+
+/// The text of `path` that holds its phase lines, read in bounded time.
+fn phase_lines_of(path: &Path) -> Option<String> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut bytes = Vec::new();
+    if size <= WHOLE_LOG {
+        file.read_to_end(&mut bytes).ok()?;
+    } else {
+        (&mut file).take(LOG_HEAD).read_to_end(&mut bytes).ok()?;
+        bytes.push(b'\n');
+        file.seek(std::io::SeekFrom::Start(size - LOG_TAIL)).ok()?;
+        file.read_to_end(&mut bytes).ok()?;
+    }
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Complete lines of a log from a byte offset, as `logs --offset N --json`
+/// prints them: what a page streams, line by line, and resumes from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogChunk {
+    /// The log file.
+    pub path: PathBuf,
+    /// The byte offset `text` starts at, and the one after it (where the
+    /// next chunk starts).
+    pub offset: u64,
+    pub next: u64,
+    /// The log's size now.
+    pub size: u64,
+    /// Whole lines only (a line still being written waits for its end).
+    pub text: String,
+    /// Whether the run has written its final status: nothing more comes.
+    pub ended: bool,
+}
+
+/// The most a chunk holds.
+pub const CHUNK: u64 = 1 << 20;
+
+/// The whole lines of `path` from `offset` (at most [`CHUNK`] bytes), or,
+/// with `tail`, from the first line that starts within the last `tail`
+/// bytes. `ended`: whether the run has ended (then a last line without a
+/// newline is given too).
+pub fn chunk(path: &Path, offset: Option<u64>, tail: Option<u64>, ended: bool) -> Result<LogChunk> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io(path, "read", e))?
+        .len();
+    let (mut start, after_newline) = match (offset, tail) {
+        (Some(o), _) => (o.min(size), false),
+        (None, Some(t)) if t < size => (size - t, true),
+        _ => (0, false),
+    };
+    let mut bytes = Vec::new();
+    file.seek(std::io::SeekFrom::Start(start))
+        .and_then(|_| (&mut file).take(CHUNK).read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, "read", e))?;
+    if after_newline && start > 0 {
+        // Opened within a line: from the next one.
+        let skip = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |p| p + 1);
+        bytes.drain(..skip);
+        start += skip as u64;
+    }
+    let whole = start + bytes.len() as u64 == size && ended;
+    if !whole {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        bytes.truncate(keep);
+    }
+    Ok(LogChunk {
+        path: path.to_path_buf(),
+        offset: start,
+        next: start + bytes.len() as u64,
+        size,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        ended: ended && start + bytes.len() as u64 == size,
     })
 }
 
@@ -674,6 +767,52 @@ mod tests {
         );
         let s = summarize(f, Some("terminated".into()), 1, 9_000);
         assert_eq!((s.phase.as_str(), s.phase_seconds), ("ended", None));
+    }
+
+    #[test]
+    fn a_chunk_holds_whole_lines_from_its_offset_or_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.log");
+        std::fs::write(&path, "one\ntwo\nthr").unwrap();
+        let c = chunk(&path, Some(0), None, false).unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.offset, c.next, c.size),
+            ("one\ntwo\n", 0, 8, 11)
+        );
+        assert!(!c.ended);
+        // Resumed where it stopped: the unfinished line waits.
+        let c = chunk(&path, Some(8), None, false).unwrap();
+        assert_eq!((c.text.as_str(), c.next), ("", 8));
+        // Once the run ended, the last line comes without its newline.
+        let c = chunk(&path, Some(8), None, true).unwrap();
+        assert_eq!((c.text.as_str(), c.next, c.ended), ("thr", 11, true));
+        // The tail starts at a line, never within one.
+        let c = chunk(&path, None, Some(6), true).unwrap();
+        assert_eq!((c.text.as_str(), c.offset), ("thr", 8));
+        let c = chunk(&path, None, Some(100), false).unwrap();
+        assert_eq!(c.offset, 0);
+        // An offset past the end (a log replaced by a shorter one) stops at it.
+        let c = chunk(&path, Some(999), None, false).unwrap();
+        assert_eq!((c.offset, c.next, c.text.as_str()), (11, 11, ""));
+    }
+
+    #[test]
+    fn the_phase_of_a_long_log_is_read_from_its_head_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.log");
+        let mut text = String::from("2026-12-02T10:00:01Z bootforge[j] phase run: start\n");
+        text.push_str(&"pipeline output line\n".repeat((WHOLE_LOG / 10) as usize));
+        text.push_str("2026-12-02T11:00:00Z bootforge[j] phase run: done in 3599s\n");
+        std::fs::write(&path, &text).unwrap();
+        let lines = phase_lines_of(&path).unwrap();
+        assert!(lines.len() as u64 <= LOG_HEAD + LOG_TAIL + 1);
+        assert_eq!(
+            progress_of(&lines, "j"),
+            Some((
+                "finalizing".to_string(),
+                parse_rfc3339("2026-12-02T11:00:00Z").unwrap()
+            ))
+        );
     }
 
     #[test]

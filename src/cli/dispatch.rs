@@ -116,6 +116,27 @@ fn logs(jobs: &Path, job: &str, run: Option<u32>, follow: bool) -> Result<i32> {
     }
 }
 
+/// `logs JOB --offset N|--tail BYTES [--json]`: whole lines of the log
+/// from a byte offset, or its tail.
+fn log_chunk(
+    jobs: &Path,
+    job: &str,
+    run: Option<u32>,
+    (offset, tail): (Option<u64>, Option<u64>),
+    json: bool,
+) -> Result<i32> {
+    let dir = jobs.join(job);
+    let path = crate::aws::status::log_of(&dir, run)?;
+    let ended = path.parent() != Some(dir.as_path()) || crate::aws::status::run_ended(&dir);
+    let chunk = crate::aws::status::chunk(&path, offset, tail, ended)?;
+    if json {
+        print_json(&chunk);
+    } else {
+        reports::write_stdout(chunk.text.as_bytes())?;
+    }
+    Ok(0)
+}
+
 pub(super) fn execute(cli: Cli) -> Result<i32> {
     // The two commands about the command line itself need no library.
     match &cli.command {
@@ -312,9 +333,45 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             place,
             follow,
             run,
+            offset,
+            tail,
+            json,
         } => {
             let (_, jobs) = job_place(&mut library, job, place)?;
+            if *json || offset.is_some() || tail.is_some() {
+                return log_chunk(&jobs, job, *run, (*offset, *tail), *json);
+            }
             logs(&jobs, job, *run, *follow)
+        }
+        Command::Jobs {
+            place,
+            since,
+            state,
+            limit,
+            json,
+        } => {
+            let name = profile_name(&mut library, place.profile.as_deref())?;
+            let compiled = compile(&library, &name, &place.sets.parse()?)?;
+            let jobs_dir = if place.local {
+                local_jobs_dir(&compiled, place.efs.as_deref())?
+            } else {
+                crate::aws::claim::jobs_dir(&compiled)
+            };
+            let which = match state {
+                super::JobState::Live => crate::aws::jobs::Which::Live,
+                super::JobState::Ended => crate::aws::jobs::Which::Ended,
+                super::JobState::All => crate::aws::jobs::Which::All,
+            };
+            let now = crate::clock::now();
+            let window = crate::aws::jobs::window(since)?;
+            let listing =
+                crate::aws::jobs::list(&jobs_dir, which, now.saturating_sub(window), *limit, now)?;
+            if *json {
+                print_json(&listing);
+            } else {
+                reports::print_jobs(&listing);
+            }
+            Ok(0)
         }
         #[cfg(feature = "aws")]
         Command::Ps {

@@ -87,6 +87,8 @@ pub fn schema_of(
         SchemaOf::Profile => return Ok(crate::check::schema::profile_schema(library)),
         SchemaOf::Status => schemars::schema_for!(crate::aws::status::JobStatus),
         SchemaOf::RunStatus => schemars::schema_for!(crate::aws::status::RunStatus),
+        SchemaOf::Jobs => schemars::schema_for!(crate::aws::jobs::JobList),
+        SchemaOf::Log => schemars::schema_for!(crate::aws::status::LogChunk),
         SchemaOf::Error => schemars::schema_for!(Failure),
         #[cfg(feature = "aws")]
         SchemaOf::Launch | SchemaOf::Advance => schemars::schema_for!(crate::aws::job::Report),

@@ -294,7 +294,7 @@ pub fn advance(
     use crate::aws::advance;
     let jobs_dir = match efs {
         Some(efs) => local_jobs_dir(compiled, efs)?,
-        None => crate::aws::fleet::jobs_dir(compiled),
+        None => crate::aws::claim::jobs_dir(compiled),
     };
     if !request.acks.is_empty() {
         let acks = request

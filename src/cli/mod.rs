@@ -223,11 +223,42 @@ enum Command {
         #[command(flatten)]
         place: JobPlace,
         /// Print the log as it grows, until the run's final status.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["offset", "tail"])]
         follow: bool,
         /// An earlier run's log (`launch --rerun` made the later ones).
         #[arg(long, value_name = "N")]
         run: Option<u32>,
+        /// Whole lines from byte N on (what a page streams from).
+        #[arg(long, value_name = "N", conflicts_with = "tail")]
+        offset: Option<u64>,
+        /// Whole lines of the last BYTES only.
+        #[arg(long, value_name = "BYTES")]
+        tail: Option<u64>,
+        /// One JSON document: the lines, their byte offsets, and whether
+        /// the run has ended.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every job, newest first: outcome, attempts, duration, cost; totals
+    /// over the window (jobs by outcome, GPU hours, money spent, spot's saving).
+    #[command(
+        after_help = "Examples:\n  bootforge jobs\n  bootforge jobs --since 30d --state ended --limit 20\n  bootforge jobs --profile traffic-sign-gpu-spot --json"
+    )]
+    Jobs {
+        #[command(flatten)]
+        place: JobPlace,
+        /// The window: live jobs and those that ended in the last DURATION
+        /// (7d, 36h, 90m), or `all`.
+        #[arg(long, value_name = "DURATION", default_value = "7d")]
+        since: String,
+        /// Which jobs: live (queued or running), ended, or all.
+        #[arg(long, value_enum, default_value_t = JobState::All)]
+        state: JobState,
+        /// Show the N newest only (the totals count every job of the window).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
     /// One pass over every live job: instances asked once, statuses read,
     /// retry policies continued, queued jobs started, deadlines reaped; prints
@@ -438,8 +469,19 @@ pub enum SchemaOf {
     Status,
     /// A run's `status.json`, as the runner writes it on the EFS.
     RunStatus,
+    /// What `jobs --json` prints.
+    Jobs,
+    /// What `logs --json` prints.
+    Log,
     /// A failure's one line on stderr, with BOOTFORGE_ERRORS=json.
     Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JobState {
+    Live,
+    Ended,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -156,8 +156,82 @@ pub fn print_status(s: &crate::aws::status::JobStatus) {
     println!("  files: {}", s.job_dir.display());
 }
 
+/// `jobs`: a table, newest first, and the window's totals.
+pub fn print_jobs(list: &crate::aws::jobs::JobList) {
+    if list.rows.is_empty() {
+        println!("no job since {}", list.since);
+    } else {
+        println!(
+            "{:24} {:>3} {:16} {:20} {:>8} {:24} {:20} {:>8}",
+            "JOB", "RUN", "STATE", "STARTED", "DURATION", "ATTEMPTS", "INSTANCE", "COST"
+        );
+    }
+    for r in &list.rows {
+        let state = match (&r.outcome, &r.phase, &r.queued) {
+            (Some(o), ..) => match r.exit_code {
+                Some(code) => format!("{o} ({code})"),
+                None => o.clone(),
+            },
+            (None, _, Some(q)) => format!("queued #{}", q.place),
+            (None, Some(p), None) => p.clone(),
+            (None, None, None) => r.state.clone(),
+        };
+        let markets: Vec<&str> = r.attempts.iter().map(|a| a.market.as_str()).collect();
+        let attempts = match markets.as_slice() {
+            [] => "-".to_string(),
+            [one] => format!("1 {one}"),
+            many => format!("{} {}", many.len(), many.join(",")),
+        };
+        println!(
+            "{:24} {:>3} {:16} {:20} {:>8} {:24} {:20} {:>8}",
+            r.job,
+            r.run,
+            state,
+            r.started_at,
+            duration(r.seconds),
+            attempts,
+            r.instance_id.as_deref().unwrap_or("-"),
+            money(r.cost_usd)
+        );
+        if let Some(m) = &r.message {
+            println!("    {m}");
+        }
+    }
+    let t = &list.totals;
+    let outcomes: Vec<String> = t
+        .by_outcome
+        .iter()
+        .map(|(o, n)| format!("{n} {o}"))
+        .collect();
+    println!(
+        "{} job{} since {}{}{}: {:.1} GPU hours, ${:.2} spent, spot saved ${:.2}{}",
+        t.jobs,
+        if t.jobs == 1 { "" } else { "s" },
+        list.since,
+        if outcomes.is_empty() { "" } else { " (" },
+        if outcomes.is_empty() {
+            String::new()
+        } else {
+            outcomes.join(", ") + ")"
+        },
+        t.gpu_hours,
+        t.cost_usd,
+        t.spot_saving_usd,
+        if t.unpriced > 0 {
+            format!(" ({} without a price)", t.unpriced)
+        } else {
+            String::new()
+        }
+    );
+    if list.rows.len() < list.matched {
+        println!("the {} newest shown (--limit)", list.rows.len());
+    }
+    if let Some(note) = &list.note {
+        println!("note: {note}");
+    }
+}
+
 /// Seconds as people read a phase's length: `45s`, `4m05s`, `1h02m`.
-#[cfg(feature = "aws")]
 fn duration(seconds: u64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),

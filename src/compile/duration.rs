@@ -34,41 +34,48 @@ impl Duration {
 /// The longest a duration may be: a week is far past any one-shot job.
 const MAX_SECONDS: u64 = 7 * 24 * 3600;
 
+/// Seconds in `text`, a number with a unit (`90s`, `120m`, `2h`, `7d`,
+/// `1h30m`), of any length.
+pub fn parse_seconds(text: &str) -> Result<u64, String> {
+    let wrong = || {
+        format!(
+            "{text:?} is not a duration: write a number with a unit, like 90s, 120m, 2h or 1h30m"
+        )
+    };
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(wrong()),
+        };
+        let n: u64 = digits.parse().map_err(|_| wrong())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(wrong)?;
+        digits.clear();
+        any = true;
+    }
+    if !digits.is_empty() || !any {
+        return Err(wrong());
+    }
+    Ok(total)
+}
+
 impl FromStr for Duration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let wrong = || {
-            format!(
-                "{text:?} is not a duration: write a number with a unit, like 90s, 120m, 2h or 1h30m"
-            )
-        };
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        let mut any = false;
-        for c in text.trim().chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => return Err(wrong()),
-            };
-            let n: u64 = digits.parse().map_err(|_| wrong())?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|s| total.checked_add(s))
-                .ok_or_else(wrong)?;
-            digits.clear();
-            any = true;
-        }
-        if !digits.is_empty() || !any {
-            return Err(wrong());
-        }
+        let total = parse_seconds(text)?;
         if total > MAX_SECONDS {
             return Err(format!(
                 "{text:?} is longer than a week; a one-shot job needs less"

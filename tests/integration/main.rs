@@ -16,6 +16,8 @@ mod fuzz;
 mod golden;
 mod imds;
 #[cfg(feature = "aws")]
+mod jobs;
+#[cfg(feature = "aws")]
 mod launch;
 #[cfg(all(feature = "smoke", feature = "aws"))]
 mod local;
