@@ -13,7 +13,7 @@ one ``BOOTFORGE`` names) and returns its JSON document as typed values.
 """
 
 from ._find import find_bootforge
-from .api import acknowledge, advance, compile, launch, logs, status, terminate
+from .api import acknowledge, advance, compile, jobs, launch, log_chunk, logs, status, terminate
 from .documents import (
     Attempt,
     Environment,
@@ -21,11 +21,15 @@ from .documents import (
     Finished,
     Gpu,
     Job,
+    JobList,
+    JobRow,
     JobStatus,
+    LogChunk,
     Notice,
     Queued,
     RunStatus,
     StateReason,
+    Totals,
 )
 from .errors import (
     BootforgeError,
@@ -47,20 +51,26 @@ __all__ = [
     "Interrupted",
     "Job",
     "JobEnded",
+    "JobList",
+    "JobRow",
     "JobStatus",
     "LaunchFailed",
+    "LogChunk",
     "NoStatus",
     "Notice",
     "Queued",
     "RunStatus",
     "StateReason",
+    "Totals",
     "TryLater",
     "UsageError",
     "acknowledge",
     "advance",
     "compile",
     "find_bootforge",
+    "jobs",
     "launch",
+    "log_chunk",
     "logs",
     "status",
     "terminate",

@@ -5,7 +5,7 @@ from collections.abc import Iterator, Mapping
 from typing import Literal, Optional, Union, overload
 
 from . import _process
-from .documents import Job, JobStatus, decode
+from .documents import Job, JobList, JobStatus, LogChunk, decode
 from .errors import BootforgeError, UsageError, ended, failure
 
 Sets = Optional[Mapping[str, Union[str, int, float, bool]]]
@@ -140,6 +140,54 @@ def logs(
     if code != 0:
         raise failure(err, code)
     return out.decode("utf-8", "replace")
+
+
+def log_chunk(
+    job_id: str,
+    profile: Optional[str] = None,
+    *,
+    offset: Optional[int] = None,
+    tail: Optional[int] = None,
+    run: Optional[int] = None,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+) -> LogChunk:
+    """Whole lines of the run's log from byte ``offset`` (or its last ``tail``
+    bytes): what a page streams, and resumes from ``next``."""
+    args = ["logs", job_id, "--json", *_place(profile, sets, local, efs)]
+    if offset is not None:
+        args += ["--offset", str(offset)]
+    if tail is not None:
+        args += ["--tail", str(tail)]
+    if run is not None:
+        args += ["--run", str(run)]
+    code, out, err = _process.run(args)
+    if code != 0 or not out.strip():
+        raise failure(err, code)
+    return decode(LogChunk, _document(out, "log"))
+
+
+def jobs(
+    profile: Optional[str] = None,
+    *,
+    sets: Sets = None,
+    local: bool = False,
+    efs: Optional[str] = None,
+    since: str = "7d",
+    state: str = "all",
+    limit: Optional[int] = None,
+) -> JobList:
+    """Every job of the profile's jobs folder live or ended ``since`` ago
+    (``7d``, ``36h``, ``all``), newest first, ``limit`` of them, with totals
+    over all of them. ``state``: ``live``, ``ended`` or ``all``."""
+    args = ["jobs", "--json", "--since", since, "--state", state, *_place(profile, sets, local, efs)]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    code, out, err = _process.run(args)
+    if code != 0 or not out.strip():
+        raise failure(err, code)
+    return decode(JobList, _document(out, "jobs"))
 
 
 def _follow(args: list[str]) -> Iterator[str]:

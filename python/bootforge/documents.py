@@ -220,6 +220,70 @@ class JobStatus:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobRow:
+    """One job in ``jobs``' list: where it stands (``queued``, ``live``,
+    ``ended``), its outcome as ``launch`` reports it, its attempts with their
+    markets, and what it cost (summed over its attempts; so far while it
+    runs) and what spot saved."""
+
+    job: str
+    profile: str
+    run: int
+    state: str
+    started_at: str
+    seconds: int
+    attempts: list[Attempt]
+    phase: Optional[str] = None
+    outcome: Optional[str] = None
+    exit_code: Optional[int] = None
+    ended_at: Optional[str] = None
+    instance_id: Optional[str] = None
+    instance_type: Optional[str] = None
+    market: Optional[str] = None
+    cost_usd: Optional[float] = None
+    spot_saving_usd: Optional[float] = None
+    message: Optional[str] = None
+    queued: Optional[Queued] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Totals:
+    """Totals over every job of a window (not only the rows shown)."""
+
+    jobs: int
+    by_outcome: dict[str, int]
+    gpu_hours: float
+    cost_usd: float
+    spot_saving_usd: float
+    unpriced: int
+
+
+@dataclasses.dataclass(frozen=True)
+class JobList:
+    """What ``jobs`` returns: the rows shown, newest first, how many jobs the
+    window holds, their totals, and a note when nothing follows the jobs."""
+
+    since: str
+    rows: list[JobRow]
+    matched: int
+    totals: Totals
+    note: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogChunk:
+    """Whole lines of a job's log from a byte offset (``next`` is where the
+    following chunk starts); ``ended`` once nothing more comes."""
+
+    path: str
+    offset: int
+    next: int
+    size: int
+    text: str
+    ended: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Failure:
     """A failed command's one line on stderr (``BOOTFORGE_ERRORS=json``)."""
 

@@ -22,6 +22,8 @@ DOCUMENTS = {
     "launch": bootforge.Job,
     "advance": bootforge.Job,
     "status": bootforge.JobStatus,
+    "jobs": bootforge.JobList,
+    "log": bootforge.LogChunk,
     "run-status": bootforge.RunStatus,
     "error": bootforge.Failure,
 }
@@ -35,6 +37,8 @@ DEFINITIONS = {
     "Notice": bootforge.Notice,
     "Environment": bootforge.Environment,
     "QueuedAt": bootforge.Queued,
+    "JobRow": bootforge.JobRow,
+    "Totals": bootforge.Totals,
 }
 SCALARS = {"integer": int, "number": float, "string": str, "boolean": bool}
 

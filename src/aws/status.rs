@@ -584,9 +584,11 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
             None => cost.zip(earlier_cost).map(|(a, b)| a + b),
         },
         outcome: recorded.as_ref().map(|r| r.outcome.clone()).or_else(|| {
-            final_status
-                .and_then(|s| s["outcome"].as_str())
-                .map(str::to_string)
+            let outcome = final_status.and_then(|s| s["outcome"].as_str())?;
+            // Ended on purpose, as `launch --wait` reports it.
+            let on_purpose = c.ended_on_purpose.is_some()
+                && matches!(outcome, "interrupted" | "no_status");
+            Some(if on_purpose { "terminated" } else { outcome }.to_string())
         }),
         // The pipeline's, as its status says (`launch`'s own exit code is
         // the outcome's).
@@ -744,6 +746,20 @@ mod tests {
             Some(("finalizing".to_string(), at("2026-12-02T11:00:00Z")))
         );
         assert_eq!(progress_of("no phase here\n", "j"), None);
+    }
+
+    #[test]
+    fn a_job_ended_on_purpose_is_terminated_as_launch_reports_it() {
+        let mut f = files(Some(serde_json::json!({"instance_id": "i-1",
+            "outcome": "interrupted", "exit_code": 143, "final": true,
+            "ended_at": rfc3339(1_400)})));
+        assert_eq!(
+            summarize(f.clone(), None, 1, 2_000).outcome.as_deref(),
+            Some("interrupted")
+        );
+        f.claim.ended_on_purpose = Some("bootforge terminate".to_string());
+        let s = summarize(f, None, 1, 2_000);
+        assert_eq!((s.outcome.as_deref(), s.exit_code), (Some("terminated"), Some(143)));
     }
 
     #[test]

@@ -68,6 +68,9 @@ fn python_api() {
         .env("BOOTFORGE_POLL", "0.2")
         .env("BOOTFORGE_EC2_POLL", "0.2")
         .env("BOOTFORGE_STATUS_GRACE", "1")
+        // The browser and its driver are the machine's (Debian's chromium
+        // and chromium-driver, named by the tests): Selenium fetches nothing.
+        .env("SE_OFFLINE", "true")
         .env_remove("BOOTFORGE_PROFILES")
         .env_remove("BOOTFORGE_SNIPPETS");
     if crate::smoke::ready() {
