@@ -586,8 +586,8 @@ pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now:
         outcome: recorded.as_ref().map(|r| r.outcome.clone()).or_else(|| {
             let outcome = final_status.and_then(|s| s["outcome"].as_str())?;
             // Ended on purpose, as `launch --wait` reports it.
-            let on_purpose = c.ended_on_purpose.is_some()
-                && matches!(outcome, "interrupted" | "no_status");
+            let on_purpose =
+                c.ended_on_purpose.is_some() && matches!(outcome, "interrupted" | "no_status");
             Some(if on_purpose { "terminated" } else { outcome }.to_string())
         }),
         // The pipeline's, as its status says (`launch`'s own exit code is
@@ -759,7 +759,10 @@ mod tests {
         );
         f.claim.ended_on_purpose = Some("bootforge terminate".to_string());
         let s = summarize(f, None, 1, 2_000);
-        assert_eq!((s.outcome.as_deref(), s.exit_code), (Some("terminated"), Some(143)));
+        assert_eq!(
+            (s.outcome.as_deref(), s.exit_code),
+            (Some("terminated"), Some(143))
+        );
     }
 
     #[test]

@@ -196,3 +196,97 @@ fn jobs_lists_outcomes_the_cost_over_attempts_and_what_spot_saved() {
     crate::contains(&out, "1 succeeded");
     crate::contains(&out, "queued #1");
 }
+
+/// A history of `count` ended and reported jobs (one every 20 minutes
+/// back from now, a thousand of them spot) and `live` running ones, as
+/// claims in a jobs folder on local disk.
+fn history(dir: &std::path::Path, count: u64, live: u64) {
+    let now = bootforge::clock::now();
+    for n in 0..count + live {
+        let job = format!("job-{n:05}");
+        let ended = now - n * 1200;
+        let launched = ended - 3600;
+        let mut c = bootforge::aws::claim::Claim::new("traffic-sign-gpu", &job, 1, "sha", launched);
+        c.instance_id = Some(format!("i-{n:017x}"));
+        if n >= live {
+            let spot = n % 10 == 0;
+            let price = if spot { 0.67 } else { 1.861 };
+            c.end = Some(serde_json::json!({
+                "wait": {"outcome": if n % 7 == 0 { "failed" } else { "succeeded" }, "exit_code": 0,
+                    "status": {"exit_code": 0}},
+                "attempts": [{"attempt": 1, "instance_id": c.instance_id, "instance_type": "g6e.xlarge",
+                    "market": if spot { "spot" } else { "on-demand" }, "price_per_hour": price,
+                    "launched_at": launched, "ended_at": ended, "outcome": "succeeded",
+                    "state_reason": null, "cost_usd": price}],
+                "cost_usd": price
+            }));
+            c.acknowledged = Some(bootforge::aws::claim::Acknowledged {
+                run: 1,
+                at: ended,
+                by: "history:1".to_string(),
+            });
+        }
+        let d = dir.join(&job);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("claim.json"), serde_json::to_string(&c).unwrap()).unwrap();
+    }
+}
+
+/// `bootforge jobs ARGS` under strace: (wall seconds, files opened).
+fn traced(dir: &std::path::Path, args: &[&str]) -> (f64, usize) {
+    let trace = dir.join(".trace");
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_bootforge"))
+        .args(["jobs", "--set"])
+        .arg(format!("job.host_log_dir={}", dir.display()))
+        .args(args)
+        .current_dir(crate::root())
+        .output()
+        .unwrap();
+    let took = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("openat(") && !l.contains("= -1"))
+        .count();
+    (took, opened)
+}
+
+/// The benchmark of `jobs` (ignored: run on purpose, with `--run-ignored
+/// only -E 'test(jobs_benchmark)' --no-capture`): the wall time and the
+/// files opened by `jobs --limit 50` over histories of 1,000 and 10,000
+/// job directories on local disk, 20 of them live.
+#[test]
+#[ignore]
+fn jobs_benchmark_over_ten_thousand_job_directories() {
+    if !crate::have("strace") {
+        return;
+    }
+    for count in [1_000, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        history(dir.path(), count, 20);
+        let (first, first_opened) = traced(dir.path(), &["--limit", "50", "--json"]);
+        let runs: Vec<(f64, usize)> = (0..5)
+            .map(|_| traced(dir.path(), &["--limit", "50", "--json"]))
+            .collect();
+        let all = traced(dir.path(), &["--limit", "50", "--since", "all", "--json"]);
+        eprintln!(
+            "benchmark: {count} job directories: the first `jobs --limit 50` (builds the index) {first:.3}s, {first_opened} files opened; \
+             then {:?} s, {:?} files opened; with --since all {:.3}s, {} files opened",
+            runs.iter()
+                .map(|(t, _)| (t * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+            runs.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            all.0,
+            all.1
+        );
+    }
+}

@@ -466,15 +466,23 @@ fn advance_follows_a_local_job_to_its_end() {
     assert_eq!(w.instances_of("adv-1"), 1);
     // Listed with its outcome; a rehearsal has no price.
     let mut jobs = w.bootforge();
-    jobs.args(["jobs", "--json", "--local", "--efs"]).arg(w.efs.path());
+    jobs.args(["jobs", "--json", "--local", "--efs"])
+        .arg(w.efs.path());
     let list = json(&jobs.run().success());
     let row = &list["rows"][0];
     assert_eq!(
-        (row["job"].as_str(), row["outcome"].as_str(), row["state"].as_str()),
+        (
+            row["job"].as_str(),
+            row["outcome"].as_str(),
+            row["state"].as_str()
+        ),
         (Some("adv-1"), Some("succeeded"), Some("ended"))
     );
     assert_eq!(row["cost_usd"], Json::Null);
-    assert_eq!(list["totals"]["by_outcome"], serde_json::json!({"succeeded": 1}));
+    assert_eq!(
+        list["totals"]["by_outcome"],
+        serde_json::json!({"succeeded": 1})
+    );
     assert_eq!(list["totals"]["unpriced"], 1);
 }
 
