@@ -2,7 +2,7 @@
 # bootforge job runner (generated from profile {{ profile.name }})
 {#
   Phases run in order; every exit goes through finalize (the EXIT trap).
-  The README says what the runner does and why; the comments here say what
+  docs/instance.md says what the runner does and why; the comments here say what
   a reader of this script on an instance needs to follow it.
 #}
 set -uo pipefail

@@ -15,7 +15,7 @@ pub const USER_DATA_LIMIT: usize = 16_384;
 /// Past 85 % of the limit, what EC2 receives warns (`size-budget`): the
 /// next change may not fit. (Three quarters until the requirements' cache
 /// and uv came in: the default payload is readable scripts, gzipped, and
-/// passed it; the README says why 85 %.)
+/// passed it; docs/profiles.md says why 85 %.)
 pub const SIZE_BUDGET: usize = USER_DATA_LIMIT * 85 / 100;
 
 /// The MIME boundary; fixed so that the same inputs give the same bytes.

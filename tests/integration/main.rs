@@ -8,6 +8,7 @@ mod architecture;
 mod celery;
 mod cli;
 mod compile;
+mod docs;
 #[cfg(feature = "aws")]
 mod documents;
 #[cfg(feature = "aws")]

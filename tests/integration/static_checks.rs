@@ -172,12 +172,12 @@ fn every_profile_launches_within_the_size_budget() {
 }
 
 #[test]
-fn the_readme_shows_the_celery_task_the_end_to_end_test_runs() {
-    let readme = std::fs::read_to_string(crate::root().join("README.md")).unwrap();
+fn the_manual_shows_the_celery_tasks_the_end_to_end_tests_run() {
+    let page = std::fs::read_to_string(crate::root().join("docs/jobs.md")).unwrap();
     let task = std::fs::read_to_string(crate::root().join("examples/celery_tasks.py")).unwrap();
     assert!(
-        readme.contains(&format!("```python\n{task}```\n")),
-        "README.md's Celery task differs from examples/celery_tasks.py: copy the file into the README"
+        page.contains(&format!("```python\n{task}```\n")),
+        "docs/jobs.md's Celery tasks differ from examples/celery_tasks.py: copy the file into the page"
     );
     // And it is Python that compiles.
     let (ok, out) = run(Command::new("python3")
