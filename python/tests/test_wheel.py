@@ -72,13 +72,31 @@ def test_the_binary_needs_no_newer_glibc(tmp_path: Path) -> None:
     assert needed <= GLIBC_MAX, f"the binary needs GLIBC_{needed[0]}.{needed[1]}"
 
 
-def test_celery_is_an_unpinned_extra_and_nothing_is_required() -> None:
+def test_celery_and_flask_are_extras_and_nothing_is_required() -> None:
     with zipfile.ZipFile(wheel()) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         text = archive.read(metadata).decode()
-    requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
-    assert requires == ["Requires-Dist: celery[redis] ; extra == 'celery'"], requires
+    requires = sorted(line for line in text.splitlines() if line.startswith("Requires-Dist:"))
+    assert requires == [
+        "Requires-Dist: celery[redis] ; extra == 'celery'",
+        "Requires-Dist: flask>=2.2 ; extra == 'flask'",
+    ], requires
     assert "Requires-Python: >=3.9" in text
+
+
+def test_the_pages_travel_inside_the_package() -> None:
+    with zipfile.ZipFile(wheel()) as archive:
+        names = set(archive.namelist())
+    for page in (
+        "bootforge/flask.py",
+        "bootforge/templates/bootforge/base.html",
+        "bootforge/templates/bootforge/jobs.html",
+        "bootforge/templates/bootforge/job.html",
+        "bootforge/static/bootforge/bootforge.js",
+        "bootforge/static/bootforge/bootforge.css",
+    ):
+        assert page in names, f"{page} is not in the wheel"
+    assert not any(n.startswith("bootforge/tests") or "/tests/" in n for n in names), "tests stay out"
 
 
 def test_it_installs_and_runs_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
