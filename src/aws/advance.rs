@@ -301,18 +301,13 @@ async fn finished<F: Fleet>(
 
 /// The request of `claim` that launched `id`, as the plan had it.
 fn request_of(claim: &Claim, id: &str) -> Option<RunRequest> {
-    let launched_by = format!("launched {id}");
-    claim
-        .requests
-        .iter()
-        .find(|r| r.result.as_deref() == Some(launched_by.as_str()))
-        .map(|r| RunRequest {
-            instance_type: r.instance_type.clone(),
-            subnet: r.subnet.clone(),
-            spot: r.spot,
-            client_token: r.client_token.clone(),
-            price_per_hour: r.price_per_hour,
-        })
+    claim.request_of(id).map(|r| RunRequest {
+        instance_type: r.instance_type.clone(),
+        subnet: r.subnet.clone(),
+        spot: r.spot,
+        client_token: r.client_token.clone(),
+        price_per_hour: r.price_per_hour,
+    })
 }
 
 /// The claim's attempt on `instance`, as a launch that attached to it

@@ -229,6 +229,16 @@ impl Claim {
             .is_some_and(|a| a.run == self.run)
     }
 
+    /// The request of the current attempt that launched instance `id`.
+    pub fn request_of(&self, id: &str) -> Option<&ClaimedRequest> {
+        self.requests.iter().find(|r| {
+            r.result
+                .as_deref()
+                .and_then(|r| r.strip_prefix("launched "))
+                == Some(id)
+        })
+    }
+
     /// Whether its run has ended (its end is recorded).
     pub fn ended(&self) -> bool {
         self.end.is_some()

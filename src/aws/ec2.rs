@@ -61,6 +61,28 @@ pub struct StateReason {
 }
 
 impl Instance {
+    /// Instance `id` of `claim`'s current attempt as the claim remembers it,
+    /// in `state`: when EC2 (or the engine) no longer shows it, or not yet.
+    pub fn of_claim(id: &str, claim: &crate::aws::claim::Claim, state: &str) -> Instance {
+        Instance {
+            id: id.to_string(),
+            state: state.to_string(),
+            instance_type: claim
+                .request_of(id)
+                .map(|r| r.instance_type.clone())
+                .unwrap_or_default(),
+            subnet: None,
+            private_ip: None,
+            launched: Some(claim.launched_at),
+            profile: Some(claim.profile.clone()),
+            job: Some(claim.job.clone()),
+            run: Some(claim.run.to_string()),
+            attempt: Some(claim.attempt.to_string()),
+            deadline: None,
+            state_reason: None,
+        }
+    }
+
     /// When bootforge expects it gone, from its tag.
     pub fn deadline_epoch(&self) -> Option<u64> {
         self.deadline.as_deref().and_then(parse_rfc3339)

@@ -413,10 +413,7 @@ fn ended_before_index(claim: &Claim, dir: &Path) -> Option<End> {
         .as_str()
         .and_then(parse_rfc3339)
         .unwrap_or(claim.heartbeat);
-    let request = claim
-        .requests
-        .iter()
-        .find(|r| r.result.as_deref() == Some(format!("launched {instance}").as_str()));
+    let request = claim.request_of(instance);
     let price = request.and_then(|r| r.price_per_hour);
     let last = EndedAttempt {
         attempt: claim.attempt,

@@ -212,10 +212,7 @@ fn current_attempt(
     now: u64,
 ) -> Option<EndedAttempt> {
     let id = claim.instance_id.clone()?;
-    let request = claim
-        .requests
-        .iter()
-        .find(|r| r.result.as_deref() == Some(format!("launched {id}").as_str()));
+    let request = claim.request_of(&id);
     Some(EndedAttempt {
         attempt: claim.attempt,
         instance_id: id,

@@ -116,30 +116,12 @@ pub fn gone_for_good(claim: &Claim) -> bool {
 /// The claim's instance `id` as the claim knows it, when EC2 does not show
 /// it: pending while it may not be visible yet, else terminated.
 pub fn from_claim(id: &str, claim: &Claim) -> Instance {
-    Instance {
-        id: id.to_string(),
-        state: if gone_for_good(claim) {
-            "terminated"
-        } else {
-            "pending"
-        }
-        .to_string(),
-        instance_type: claim
-            .requests
-            .iter()
-            .find(|r| r.result.as_deref() == Some(format!("launched {id}").as_str()))
-            .map(|r| r.instance_type.clone())
-            .unwrap_or_default(),
-        subnet: None,
-        private_ip: None,
-        launched: Some(claim.launched_at),
-        profile: Some(claim.profile.clone()),
-        job: Some(claim.job.clone()),
-        run: Some(claim.run.to_string()),
-        attempt: Some(claim.attempt.to_string()),
-        deadline: None,
-        state_reason: None,
-    }
+    let state = if gone_for_good(claim) {
+        "terminated"
+    } else {
+        "pending"
+    };
+    Instance::of_claim(id, claim, state)
 }
 
 /// Records `result` for the request with `token`, adding it when new; and

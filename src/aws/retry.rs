@@ -64,11 +64,7 @@ pub fn on_purpose(claim: &Claim, instance: &Instance, finished: &Finished) -> Op
 /// How the claim's current attempt ended on `instance`, priced: runtime
 /// (from its launch to `now`) × the price of the request that launched it.
 pub fn ended(claim: &Claim, instance: &Instance, finished: &Finished, now: u64) -> EndedAttempt {
-    let launched_by = format!("launched {}", instance.id);
-    let request = claim
-        .requests
-        .iter()
-        .find(|r| r.result.as_deref() == Some(launched_by.as_str()));
+    let request = claim.request_of(&instance.id);
     let launched_at = instance.launched.unwrap_or(claim.launched_at);
     // The attempt costs until it ended: its status says when; else until it
     // was seen gone, and never past the instance's own deadline.

@@ -489,11 +489,7 @@ pub fn read(host_dir: &Path, job: &str) -> Result<JobFiles> {
 /// reports, and the cost of every attempt up to its end.
 pub fn summarize(files: JobFiles, state: Option<String>, max_attempts: u32, now: u64) -> JobStatus {
     let c = &files.claim;
-    let launched_by = c.instance_id.as_ref().map(|id| format!("launched {id}"));
-    let request = c
-        .requests
-        .iter()
-        .find(|r| r.result.is_some() && r.result == launched_by);
+    let request = c.instance_id.as_deref().and_then(|id| c.request_of(id));
     let price = request.and_then(|r| r.price_per_hour);
     let recorded = c.end.as_ref().and_then(end_of_report);
     let final_status = files.status.as_ref().filter(|s| s["final"] != false);

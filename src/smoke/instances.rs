@@ -400,18 +400,5 @@ pub fn targets(ids: &[String], job: Option<&str>) -> Result<Vec<Instance>> {
 
 /// A local instance whose container is gone, as its claim remembers it.
 pub(super) fn gone(id: &str, claim: &Claim) -> Instance {
-    Instance {
-        id: id.to_string(),
-        state: "terminated".to_string(),
-        instance_type: String::new(),
-        subnet: None,
-        private_ip: None,
-        launched: Some(claim.launched_at),
-        profile: Some(claim.profile.clone()),
-        job: Some(claim.job.clone()),
-        run: Some(claim.run.to_string()),
-        attempt: Some(claim.attempt.to_string()),
-        deadline: None,
-        state_reason: None,
-    }
+    Instance::of_claim(id, claim, "terminated")
 }
