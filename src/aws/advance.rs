@@ -95,7 +95,7 @@ pub(crate) trait Fleet {
     async fn terminate(&mut self, instances: &[(Instance, Option<String>)]) -> Vec<Termination>;
 }
 
-/// A job of the pass: its claims, its claim as read, and its index entry.
+/// A job of the pass: where its claim is, and the claim as the pass read it.
 struct Job {
     claims: Claims,
     claim: Claim,
@@ -510,9 +510,7 @@ async fn relaunch<F: Fleet>(
 
 /// The end of a run whose launch failed before any instance: `launch_failed`.
 fn launch_failed(claim: &Claim, claims: &Claims, why: &str) -> Report {
-    let mut r = report::queued(claim, max_attempts(claim.retry.as_ref()), "", 0, claims);
-    r.queued = None;
-    r.state = "none".to_string();
+    let mut r = report::without_instance(claim, max_attempts(claim.retry.as_ref()), "", claims);
     r.wait = Some(Finished {
         state: "none".to_string(),
         status: None,

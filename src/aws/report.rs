@@ -128,22 +128,20 @@ pub fn report(
     }
 }
 
-/// The report of a job that waits for its turn, at `place`.
-pub fn queued(
+/// The report of `claim`'s run while it has no instance (state `none`).
+pub fn without_instance(
     claim: &Claim,
     max_attempts: u32,
     instance_type: &str,
-    place: usize,
     claims: &Claims,
 ) -> Report {
-    let q = claim.queued.as_ref();
     Report {
         launched: false,
         run: claim.run,
         attempt: claim.attempt,
         max_attempts,
         instance_id: None,
-        state: "queued".to_string(),
+        state: "none".to_string(),
         instance_type: instance_type.to_string(),
         market: None,
         subnet: None,
@@ -158,17 +156,32 @@ pub fn queued(
         no_capacity: Vec::new(),
         claim: claims.dir().join(CLAIM_FILE),
         claim_shared: claims.shared,
-        queued: Some(QueuedAt {
-            place,
-            since: rfc3339(q.map_or(claim.launched_at, |q| q.since)),
-            reason: q.map(|q| q.reason.clone()).unwrap_or_default(),
-            retry_at: q.and_then(|q| q.retry_at).map(rfc3339),
-        }),
+        queued: None,
         wait: None,
         history: retry::attempts(claim, None),
         retry: None,
         found_finished: false,
     }
+}
+
+/// The report of a job that waits for its turn, at `place`.
+pub fn queued(
+    claim: &Claim,
+    max_attempts: u32,
+    instance_type: &str,
+    place: usize,
+    claims: &Claims,
+) -> Report {
+    let q = claim.queued.as_ref();
+    let mut report = without_instance(claim, max_attempts, instance_type, claims);
+    report.state = "queued".to_string();
+    report.queued = Some(QueuedAt {
+        place,
+        since: rfc3339(q.map_or(claim.launched_at, |q| q.since)),
+        reason: q.map(|q| q.reason.clone()).unwrap_or_default(),
+        retry_at: q.and_then(|q| q.retry_at).map(rfc3339),
+    });
+    report
 }
 
 /// The report a claim recorded at its run's end, as a later launch or pass
