@@ -92,6 +92,14 @@ impl Drop for Lock {
     }
 }
 
+/// The JSON document in `path`, when it is there and reads as JSON (a
+/// file another host is writing, or one from elsewhere, may not).
+pub fn read_json(path: &Path) -> Option<serde_json::Value> {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
 /// Replaces `path` with `text` (and a final newline) whole: written beside
 /// it, synced, renamed over it.
 pub fn replace(path: &Path, text: &str) -> Result<()> {

@@ -1,10 +1,13 @@
-//! EC2: what a launch sends, decided offline (`plan`, with its ClientTokens
-//! in `token`; `cost`, `iam`), and, with the `aws` feature, the calls
-//! themselves: the client, its answers and EC2's consistency bound (`ec2`),
-//! one job's one instance (`claim`, `operate`), waiting for its outcome
-//! (`wait`), the next attempt under a retry policy (`retry`), cleaning up
-//! (`reap`) and what `launch` does and reports (`job`); a job as its
-//! directory tells it, for `status` and `logs` (`status`).
+//! EC2 and the jobs on it. Decided offline: what a launch sends (`plan`,
+//! with its ClientTokens in `token`; `cost`, `iam`); one job's claim and
+//! its rules (`claim`, `decide`, over `files` shared by the launching
+//! hosts); the index of a jobs folder (`index`); a job as its directory
+//! tells it (`status`, `run_status`, `log`) and every job at a glance
+//! (`jobs`). With the `aws` feature, the calls themselves: the client and
+//! its answers (`ec2`), launching (`operate`), waiting for one job
+//! (`wait`), what follows an attempt (`retry`), a run's report and its end
+//! (`report`), one pass over every job (`advance`, on EC2 through
+//! `fleet`), cleaning up (`reap`) and what `launch` does (`job`).
 
 #[cfg(feature = "aws")]
 pub mod advance;
@@ -21,6 +24,7 @@ pub mod index;
 #[cfg(feature = "aws")]
 pub mod job;
 pub mod jobs;
+pub mod log;
 #[cfg(feature = "aws")]
 pub mod operate;
 pub mod plan;
@@ -30,6 +34,7 @@ pub mod reap;
 pub mod report;
 #[cfg(feature = "aws")]
 pub mod retry;
+pub mod run_status;
 pub mod status;
 pub mod token;
 #[cfg(feature = "aws")]

@@ -3,7 +3,7 @@
 //! retry policy, the end recorded in the claim once (whoever finds it
 //! first, a waiter or a pass), and its acknowledgement once delivered.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +339,47 @@ pub fn next_step(
             Ok(Step::Report(Box::new(record_end(
                 claims, ended, delivered,
             )?)))
+        }
+    }
+}
+
+/// `advance --ack JOB:RUN`: each job's run whose end was delivered.
+pub fn acknowledge_all(jobs_dir: &Path, acks: &[(String, u32)]) -> Result<Vec<String>> {
+    let mut unknown = Vec::new();
+    for (job, run) in acks {
+        let claims = Claims::in_folder(jobs_dir, job);
+        if !acknowledge(&claims, *run)? {
+            unknown.push(format!("{job}:{run}"));
+        }
+    }
+    Ok(unknown)
+}
+
+/// `JOB:RUN`, as `--ack` takes it.
+pub fn parse_ack(text: &str) -> Result<(String, u32)> {
+    let usage = || Error::Usage {
+        message: format!(
+            "--ack {text}: expected JOB:RUN, the job's id and the run whose end was delivered (`advance --json` gives both)"
+        ),
+    };
+    let (job, run) = text.rsplit_once(':').ok_or_else(usage)?;
+    let run: u32 = run.parse().map_err(|_| usage())?;
+    if job.is_empty() || job.contains('/') || job.starts_with('.') {
+        return Err(usage());
+    }
+    Ok((job.to_string(), run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_name_a_job_and_a_run() {
+        assert_eq!(parse_ack("job-7:2").unwrap(), ("job-7".to_string(), 2));
+        assert_eq!(parse_ack("a:b:3").unwrap(), ("a:b".to_string(), 3));
+        for bad in ["job-7", "job-7:", ":2", "job:x", "../x:1", ".bootforge:1"] {
+            assert!(parse_ack(bad).is_err(), "{bad}");
         }
     }
 }

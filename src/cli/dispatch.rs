@@ -77,9 +77,9 @@ fn logs(jobs: &Path, job: &str, run: Option<u32>, follow: bool) -> Result<i32> {
     // booted and mounted the EFS.
     let mut told = false;
     let path = loop {
-        match crate::aws::status::log_of(&dir, run) {
+        match crate::aws::log::log_of(&dir, run) {
             Ok(path) => break path,
-            Err(_) if follow && run.is_none() && crate::aws::status::log_may_come(&dir) => {
+            Err(_) if follow && run.is_none() && crate::aws::log::log_may_come(&dir) => {
                 if !std::mem::replace(&mut told, true) {
                     eprintln!(
                         "waiting for the instance to write {}",
@@ -103,7 +103,7 @@ fn logs(jobs: &Path, job: &str, run: Option<u32>, follow: bool) -> Result<i32> {
         if !follow || path.parent() != Some(dir.as_path()) {
             return Ok(0);
         }
-        if crate::aws::status::run_ended(&dir) {
+        if crate::aws::log::run_ended(&dir) {
             // What the finalizer appended last.
             let mut rest = Vec::new();
             let _ = file
@@ -126,9 +126,9 @@ fn log_chunk(
     json: bool,
 ) -> Result<i32> {
     let dir = jobs.join(job);
-    let path = crate::aws::status::log_of(&dir, run)?;
-    let ended = path.parent() != Some(dir.as_path()) || crate::aws::status::run_ended(&dir);
-    let chunk = crate::aws::status::chunk(&path, offset, tail, ended)?;
+    let path = crate::aws::log::log_of(&dir, run)?;
+    let ended = path.parent() != Some(dir.as_path()) || crate::aws::log::run_ended(&dir);
+    let chunk = crate::aws::log::chunk(&path, offset, tail, ended)?;
     if json {
         print_json(&chunk);
     } else {
@@ -369,7 +369,7 @@ pub(super) fn execute(cli: Cli) -> Result<i32> {
             if *json {
                 print_json(&listing);
             } else {
-                reports::print_jobs(&listing);
+                super::job_reports::print_jobs(&listing);
             }
             Ok(0)
         }

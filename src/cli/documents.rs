@@ -88,7 +88,7 @@ pub fn schema_of(
         SchemaOf::Status => schemars::schema_for!(crate::aws::status::JobStatus),
         SchemaOf::RunStatus => schemars::schema_for!(crate::aws::status::RunStatus),
         SchemaOf::Jobs => schemars::schema_for!(crate::aws::jobs::JobList),
-        SchemaOf::Log => schemars::schema_for!(crate::aws::status::LogChunk),
+        SchemaOf::Log => schemars::schema_for!(crate::aws::log::LogChunk),
         SchemaOf::Error => schemars::schema_for!(Failure),
         #[cfg(feature = "aws")]
         SchemaOf::Launch | SchemaOf::Advance => schemars::schema_for!(crate::aws::job::Report),

@@ -187,7 +187,7 @@ pub fn status(compiled: &Compiled, jobs: &std::path::Path, local: bool, json: bo
     if json {
         print_json(&status);
     } else {
-        reports::print_status(&status);
+        super::job_reports::print_status(&status);
     }
     Ok(0)
 }
@@ -291,7 +291,6 @@ pub fn advance(
     efs: Option<Option<&std::path::Path>>,
     request: &AdvanceRequest,
 ) -> Result<i32> {
-    use crate::aws::advance;
     let jobs_dir = match efs {
         Some(efs) => local_jobs_dir(compiled, efs)?,
         None => crate::aws::claim::jobs_dir(compiled),
@@ -300,9 +299,9 @@ pub fn advance(
         let acks = request
             .acks
             .iter()
-            .map(|a| advance::parse_ack(a))
+            .map(|a| crate::aws::report::parse_ack(a))
             .collect::<Result<Vec<_>>>()?;
-        for unknown in advance::acknowledge(&jobs_dir, &acks)? {
+        for unknown in crate::aws::report::acknowledge_all(&jobs_dir, &acks)? {
             eprintln!("warning: {unknown}: no recorded end of that run to acknowledge");
         }
         return Ok(0);
@@ -346,7 +345,7 @@ pub fn advance(
                 // Printed is delivered, for the daemon.
                 let printed: Vec<(String, u32)> =
                     pass.ended.iter().map(|r| (r.job.clone(), r.run)).collect();
-                if let Err(e) = advance::acknowledge(&jobs_dir, &printed) {
+                if let Err(e) = crate::aws::report::acknowledge_all(&jobs_dir, &printed) {
                     eprintln!("warning: {e}");
                 }
             }

@@ -9,6 +9,7 @@ mod dispatch;
 mod documents;
 #[cfg(feature = "aws")]
 mod instances;
+mod job_reports;
 mod reports;
 
 use std::path::PathBuf;
