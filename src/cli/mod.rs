@@ -1,8 +1,8 @@
 //! The command line: argv in (this module: the arguments), the library
 //! called (`dispatch`; the commands that talk to EC2 in `instances`), text
-//! or JSON out (`reports`; for programs, failures as JSON and the schemas
-//! of the documents in `documents`), exit code back. The only module that
-//! prints.
+//! or JSON out (`reports`, and `job_reports` for `status` and `jobs`; for
+//! programs, failures as JSON and the schemas of the documents in
+//! `documents`), exit code back. The only module that prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod dispatch;
