@@ -169,8 +169,6 @@ pub fn log_of(dir: &Path, run: Option<u32>) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::status::progress_of;
-    use crate::clock::parse_rfc3339;
 
     #[test]
     fn a_chunk_holds_whole_lines_from_its_offset_or_the_tail() {
@@ -209,13 +207,9 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let lines = phase_lines_of(&path).unwrap();
         assert!(lines.len() as u64 <= LOG_HEAD + LOG_TAIL + 1);
-        assert_eq!(
-            progress_of(&lines, "j"),
-            Some((
-                "finalizing".to_string(),
-                parse_rfc3339("2026-12-02T11:00:00Z").unwrap()
-            ))
-        );
+        // The first phase line is in the head, the last in the tail.
+        assert!(lines.starts_with("2026-12-02T10:00:01Z bootforge[j] phase run: start\n"));
+        assert!(lines.ends_with("2026-12-02T11:00:00Z bootforge[j] phase run: done in 3599s\n"));
     }
 
     #[test]
