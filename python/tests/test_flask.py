@@ -93,6 +93,15 @@ def until(what: str, check: Callable[[], bool], seconds: float = 120) -> None:
         time.sleep(0.25)
 
 
+def outcome_shown(driver: Any) -> str:
+    """The job page's outcome; any other page fails the test with its text."""
+    found = driver.find_elements(By.ID, "outcome")
+    if found:
+        return str(found[0].text)
+    page = driver.find_element(By.TAG_NAME, "body").text
+    raise AssertionError(f"not a job page: {page[:1000]}")
+
+
 def screenshot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
@@ -190,11 +199,7 @@ def test_terminate_is_a_post_with_a_token_where_the_app_authorizes_it(local: Loc
         # Authorized, yet without the session's token: refused.
         assert post(base + "/jobs/long-web/terminate", {"csrf_token": "forged"}) == 403
         browser.find_element(By.ID, "terminate").click()
-        until(
-            "the job ended on purpose",
-            lambda: browser.find_element(By.ID, "outcome").text == "terminated",
-            120,
-        )
+        until("the job ended on purpose", lambda: outcome_shown(browser) == "terminated", 120)
         assert browser.find_elements(By.ID, "terminate") == []
     bootforge.terminate("long-hidden", local=True)
     after = bootforge.status("long-web", PROFILE, local=True, efs=efs)

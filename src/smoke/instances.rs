@@ -351,7 +351,11 @@ pub fn terminate(instances: &[Instance]) -> Vec<Termination> {
         .iter()
         .map(|i| {
             let out = docker(&["rm", "-f", &container(i)]);
-            let gone = get(&i.id).is_ok_and(|found| found.is_none());
+            // Docker may be removing it already (`--rm`), when `rm -f` says
+            // so and fails: ended all the same, as EC2's `shutting-down`.
+            let gone = get(&i.id).is_ok_and(|found| {
+                found.is_none_or(|i| matches!(i.state.as_str(), "shutting-down" | "terminated"))
+            });
             Termination {
                 instance_id: i.id.clone(),
                 profile: i.profile.clone(),

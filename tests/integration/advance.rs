@@ -312,6 +312,75 @@ fn two_passes_at_once_start_one_next_attempt_of_an_interrupted_job() {
     assert_eq!(proxy.run_instances_at().len(), 2);
 }
 
+/// A copy of the repository's profiles and snippets, to change under a job.
+fn own_library() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["profiles", "snippets"] {
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(crate::root().join(folder))
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    dir
+}
+
+#[test]
+fn a_job_whose_profile_changed_is_reported_with_the_reason_never_relaunched() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(&w.moto.address, Faults::default());
+    let library = own_library();
+    let first = json(
+        &launch(
+            &w,
+            &proxy.url,
+            "traffic-sign-gpu-spot",
+            "changed-1",
+            &["--set", "instance.max_cost_usd=20"],
+        )
+        .current_dir(library.path())
+        .run()
+        .success(),
+    );
+    let id = first["instance_id"].as_str().unwrap().to_string();
+    proxy.end(
+        &id,
+        "Server.SpotInstanceTermination",
+        "Server.SpotInstanceTermination: Spot instance termination",
+    );
+    // An upgrade while the job ran: its profile now gives another payload.
+    let profile = library.path().join("profiles/traffic-sign-gpu.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("  timeout: 120m\n"));
+    std::fs::write(&profile, text.replace("  timeout: 120m\n", "  timeout: 90m\n")).unwrap();
+
+    let pass = advance(&w, &proxy.url, &[])
+        .current_dir(library.path())
+        .run()
+        .success();
+    let ended = reports(&pass);
+    assert_eq!(ended.len(), 1, "{}", pass.stdout());
+    assert_eq!(ended[0]["job"], "changed-1");
+    assert_eq!(ended[0]["wait"]["outcome"], "interrupted");
+    let why = ended[0]["retry"].as_str().unwrap();
+    assert!(
+        why.contains("would start attempt 2 of 3")
+            && why.contains("now compiles another payload")
+            && why.contains("not continued"),
+        "{why}"
+    );
+    assert_eq!(proxy.run_instances_at().len(), 1, "never relaunched");
+    // Nor by a later pass, and nor as a new run.
+    advance(&w, &proxy.url, &[])
+        .current_dir(library.path())
+        .run()
+        .success();
+    assert_eq!(proxy.run_instances_at().len(), 1);
+    assert_eq!(claim_of(&w, "changed-1")["run"], 1);
+}
+
 #[test]
 fn jobs_beyond_max_running_queue_and_start_in_order_as_others_end() {
     let Some(w) = World::new() else { return };
