@@ -354,7 +354,11 @@ fn a_job_whose_profile_changed_is_reported_with_the_reason_never_relaunched() {
     let profile = library.path().join("profiles/traffic-sign-gpu.yaml");
     let text = std::fs::read_to_string(&profile).unwrap();
     assert!(text.contains("  timeout: 120m\n"));
-    std::fs::write(&profile, text.replace("  timeout: 120m\n", "  timeout: 90m\n")).unwrap();
+    std::fs::write(
+        &profile,
+        text.replace("  timeout: 120m\n", "  timeout: 90m\n"),
+    )
+    .unwrap();
 
     let pass = advance(&w, &proxy.url, &[])
         .current_dir(library.path())

@@ -34,6 +34,45 @@ pub fn ready() -> bool {
     there
 }
 
+/// The EFS stand-in, once it stops answering, holds every operation as a
+/// hard NFS mount whose server is gone: a signal its caller handles leaves
+/// it waiting, SIGKILL ends the wait, also for a request the server had
+/// read when it stopped (stopping the server process would hold that one
+/// past SIGKILL, which NFS never does).
+#[test]
+fn the_efs_stand_in_hangs_as_a_hard_nfs_mount() {
+    if !ready() {
+        return;
+    }
+    let script = root().join("tests/fixtures/smoke/efs_hangs_as_nfs.sh");
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--device",
+            "/dev/fuse",
+            "--cap-add",
+            "SYS_ADMIN",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/efs_hangs_as_nfs.sh:ro", script.display()))
+        .args(["--entrypoint", "bash", &bootforge::smoke::image()])
+        .arg("/efs_hangs_as_nfs.sh")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rules: Vec<&str> = text.lines().filter(|l| l.contains(": ")).collect();
+    assert_eq!(
+        rules.len(),
+        7,
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for rule in rules {
+        assert!(rule.ends_with(": yes"), "{rule}\n{text}");
+    }
+}
+
 /// Runs `smoke traffic-sign-gpu --scenario SCENARIO EXTRA…`, asserts every
 /// check passed and the container is gone, and returns the report.
 fn smoke_with(scenario: &str, extra: &[&str]) -> Json {
