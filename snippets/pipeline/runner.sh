@@ -145,7 +145,14 @@ if kill -- -$pid 2>/dev/null; then
   log "ending what the pipeline left running"
   gone -$pid "$KILL_AFTER_S" || kill -9 -- -$pid
 fi
-gone $sp 10 || kill $sp
+# The stamp ends with its input. One stuck writing to an EFS that stopped
+# answering gets SIGTERM (5 s to write what it holds), then SIGKILL: the
+# one signal that ends a wait on a hard NFS mount. Left alive, it would
+# hold the runner's service, and the shutdown, until the finalizer's timer.
+if ! gone $sp 10; then
+  kill $sp
+  gone $sp 6 || kill -9 $sp
+fi
 
 EXIT_CODE=$rc OUTCOME=failed MESSAGE="the pipeline exited with code $rc"
 [ "$rc" = 0 ] && OUTCOME=succeeded MESSAGE=
