@@ -105,7 +105,9 @@ log "running $SCRIPT as $RUN_USER ($how) for at most ${left}s"
 rm -f "$NOTICE_FILE"
 killer=''
 trap on_notice USR1
-exec 3> >(stamp)
+# The stamp's own process (exec), so that $! is what the end of the run
+# may have to end.
+exec 3> >(exec python3 "$LIB/stamp" "$LOG_FILE")
 sp=$!
 (cd "$WORKDIR" && exec "${run[@]}") </dev/null >&3 2>&3 &
 pid=$!
