@@ -264,18 +264,18 @@ fn a_claim_from_before_acknowledgements_is_never_announced() {
     assert_eq!(ended["jobs"][0]["end"]["outcome"], "succeeded");
 }
 
-#[test]
-fn two_passes_at_once_start_one_next_attempt_of_an_interrupted_job() {
-    let Some(w) = World::new() else { return };
-    let proxy = Proxy::start(&w.moto.address, Faults::default());
+/// Job `job` launched on spot with the profiles and snippets in `library`,
+/// then interrupted by EC2: the instance it had.
+fn spot_job_interrupted(w: &World, proxy: &Proxy, job: &str, library: &std::path::Path) -> String {
     let first = json(
         &launch(
-            &w,
+            w,
             &proxy.url,
             "traffic-sign-gpu-spot",
-            "twice-1",
+            job,
             &["--set", "instance.max_cost_usd=20"],
         )
+        .current_dir(library)
         .run()
         .success(),
     );
@@ -285,6 +285,14 @@ fn two_passes_at_once_start_one_next_attempt_of_an_interrupted_job() {
         "Server.SpotInstanceTermination",
         "Server.SpotInstanceTermination: Spot instance termination",
     );
+    id
+}
+
+#[test]
+fn two_passes_at_once_start_one_next_attempt_of_an_interrupted_job() {
+    let Some(w) = World::new() else { return };
+    let proxy = Proxy::start(&w.moto.address, Faults::default());
+    let id = spot_job_interrupted(&w, &proxy, "twice-1", crate::root());
     let passes: Vec<_> = (0..2)
         .map(|_| advance(&w, &proxy.url, &[]).spawn())
         .collect();
@@ -332,24 +340,7 @@ fn a_job_whose_profile_changed_is_reported_with_the_reason_never_relaunched() {
     let Some(w) = World::new() else { return };
     let proxy = Proxy::start(&w.moto.address, Faults::default());
     let library = own_library();
-    let first = json(
-        &launch(
-            &w,
-            &proxy.url,
-            "traffic-sign-gpu-spot",
-            "changed-1",
-            &["--set", "instance.max_cost_usd=20"],
-        )
-        .current_dir(library.path())
-        .run()
-        .success(),
-    );
-    let id = first["instance_id"].as_str().unwrap().to_string();
-    proxy.end(
-        &id,
-        "Server.SpotInstanceTermination",
-        "Server.SpotInstanceTermination: Spot instance termination",
-    );
+    spot_job_interrupted(&w, &proxy, "changed-1", library.path());
     // An upgrade while the job ran: its profile now gives another payload.
     let profile = library.path().join("profiles/traffic-sign-gpu.yaml");
     let text = std::fs::read_to_string(&profile).unwrap();
