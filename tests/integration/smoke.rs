@@ -64,7 +64,7 @@ fn the_efs_stand_in_hangs_as_a_hard_nfs_mount() {
     let rules: Vec<&str> = text.lines().filter(|l| l.contains(": ")).collect();
     assert_eq!(
         rules.len(),
-        9,
+        11,
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
